@@ -326,6 +326,41 @@ def plot_curves(sweep: Sweep, metric: str, ylabel: str, path: Path, log: bool, o
     _save(fig, path)
 
 
+def plot_vs_key(summary: pd.DataFrame, key: str, path: Path) -> None:
+    """Final test accuracy against one swept key (depth, lr...), one line per activation."""
+    import matplotlib.pyplot as plt
+
+    df = summary.dropna(subset=["final_test_acc_mean"]).copy()
+    x_num = pd.to_numeric(df[key], errors="coerce")
+    numeric = x_num.notna().all()
+    if numeric:
+        df["x"] = x_num
+    else:
+        cats = sorted(df[key].astype(str).unique())
+        df["x"] = df[key].astype(str).map({c: i for i, c in enumerate(cats)})
+    acts = list(dict.fromkeys(summary["activation"]))
+    colors = _colors(acts)
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for act in acts:
+        g = df[df["activation"] == act].groupby("x")[["final_test_acc_mean", "final_test_acc_std"]].mean()
+        if g.empty:
+            continue
+        ax.errorbar(g.index, 100 * g["final_test_acc_mean"], yerr=100 * g["final_test_acc_std"].fillna(0),
+                    marker="o", capsize=3, color=colors[act], label=act)  # fmt: skip
+    if numeric and df["x"].min() > 0 and df["x"].max() / df["x"].min() >= 50:
+        ax.set_xscale("log")
+    if numeric:
+        ax.set_xticks(sorted(df["x"].unique()), [f"{v:g}" for v in sorted(df["x"].unique())])
+    else:
+        ax.set_xticks(range(len(cats)), cats)
+    ax.set_xlabel(key)
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"Final test accuracy against {key} (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def plot_diagnostics(sweep: Sweep, path: Path, order: Sequence[str]) -> None:
     """Gradient norm of the first layer over epochs; per-layer gradient norm, dead and
     saturated fractions in the final epoch; one line per group (mean over seeds)."""
@@ -461,7 +496,8 @@ def _table(summary: pd.DataFrame, group_cols: list[str]) -> str:
     out["final train loss"] = summary["final_train_loss_mean"].map(lambda v: f"{v:.4f}")
     out["final test loss"] = summary["final_test_loss_mean"].map(lambda v: f"{v:.4f}")
     out["s / epoch"] = summary["epoch_seconds_mean"].map(lambda v: f"{v:.2f}")
-    out["p vs best"] = summary["p_vs_best"].map(lambda p: "best" if pd.isna(p) else f"{p:.2g}")
+    out["p vs best"] = ["best" if i == 0 else ("–" if pd.isna(p) else f"{p:.2g}")
+                        for i, p in enumerate(summary["p_vs_best"])]  # fmt: skip
     out.index.name = " · ".join(group_cols) if len(group_cols) > 1 else "activation"
     return out.to_markdown()
 
@@ -521,6 +557,10 @@ def build_report(
         for metric, ylabel, file, log in CURVES:
             plot_curves(sweep, metric, ylabel, out / file, log, order)
             figures.append((ylabel.split(" (")[0].capitalize(), file))
+    for key in sweep.group_cols[1:] if len(summary) else []:
+        file = f"accuracy_vs_{key.replace('.', '_')}.png"
+        plot_vs_key(summary, key, out / file)
+        figures.append((f"Final test accuracy against {key}", file))
     if len(sweep.diagnostics):
         plot_diagnostics(sweep, out / "diagnostics.png", order)
         figures.append(("Diagnostics", "diagnostics.png"))
