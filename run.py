@@ -7,6 +7,8 @@
 All logic lives in src/actcompare; this file only hands Hydra's config to it.
 """
 
+from pathlib import Path
+
 import hydra
 
 from actcompare.cli import guard, hydra_task
@@ -18,4 +20,4 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    guard(main)
+    guard(main, conf_dir=Path(__file__).with_name("conf"))

@@ -6,9 +6,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
@@ -53,8 +56,42 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def guard(main: Callable[[], Any]) -> None:
-    """Run Hydra's main so that Ctrl-C and SIGTERM end with one line, keeping finished work."""
+def unknown_choice(args: list[str], conf_dir: Path) -> str | None:
+    """A one-line error for a config-group option that does not exist (activation=relux).
+
+    Hydra reports it too, but over twenty lines; this names the valid options in one. Overrides
+    are parsed by Hydra's own parser; anything it cannot judge here is left to Hydra.
+    """
+    if any(a.lstrip("+~").startswith("hydra.searchpath") for a in args):
+        return None  # options may come from elsewhere
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    except Exception:
+        return None  # a syntax error: Hydra's message is the right one
+    for o in overrides:
+        group = conf_dir / o.key_or_group
+        if o.is_delete() or o.key_or_group.startswith("hydra") or not group.is_dir():
+            continue
+        if o.is_sweep_override():
+            if not isinstance(o.value(), ChoiceSweep):
+                continue  # glob(...) etc.
+            values = list(o.sweep_string_iterator())
+        else:
+            values = [o.get_value_element_as_str()]
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for v in values:
+            if v != "null" and v not in options:
+                return (f"error: unknown {o.key_or_group} '{v}': choose one of {', '.join(options)} "
+                        f"(or add conf/{o.key_or_group}/{v}.yaml)")  # fmt: skip
+    return None
+
+
+def guard(main: Callable[[], Any], conf_dir: str | os.PathLike | None = None) -> None:
+    """Run Hydra's main so that bad group options, Ctrl-C and SIGTERM end with one line."""
+    if conf_dir is not None:
+        problem = unknown_choice(sys.argv[1:], Path(conf_dir))
+        if problem:
+            sys.exit(problem)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         main()
