@@ -172,11 +172,13 @@ def failed_runs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
 
 
 def _ci95(values: np.ndarray) -> tuple[float, float]:
+    """95 % confidence interval of the mean (Student t over seeds); NaN below two runs."""
     n = len(values)
     if n < 2:
         return (math.nan, math.nan)
     half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n)
-    return (values.mean() - half, values.mean() + half)
+    # Accuracies live in [0, 1]; a t interval from few seeds can overshoot, so clip it.
+    return (max(values.mean() - half, 0.0), min(values.mean() + half, 1.0))
 
 
 def compare_to_best(finals: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -259,8 +261,9 @@ def finding(summary: pd.DataFrame) -> str:
     if s["completed"].min() < 2:
         return head + (" Some groups have a single completed run, so no significance test is "
                        "possible; sweep seed=0,1,2 for one.")  # fmt: skip
-    same = [g for g in s.index[1:] if s.loc[g, "same_as_best"] is True]
-    worse = [g for g in s.index[1:] if s.loc[g, "same_as_best"] is False]
+    # same_as_best holds True, False or None (no test possible); numpy bools compare with ==.
+    same = [g for g in s.index[1:] if s.loc[g, "same_as_best"] in (True,)]
+    worse = [g for g in s.index[1:] if s.loc[g, "same_as_best"] in (False,)]
     text = head
     if same:
         text += (f" Statistically indistinguishable from it (Welch's t-test over seeds, p ≥ {ALPHA}): "
