@@ -38,8 +38,8 @@ class NeuralNetwork(nn.Module):
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, 784) or (B, 28, 28) -> logits (B, 10)
-        return self.layers(self.flatten(x))
+        # x: (B, 784) or (B, 28, 28) -> logits (B, 10); flat input skips a no-op module call.
+        return self.layers(x if x.dim() == 2 else self.flatten(x))
 
     def hidden_layers(self) -> list[tuple[nn.Linear, nn.Module]]:
         """(linear, activation) pairs of the hidden layers, input side first."""

