@@ -86,15 +86,22 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 class CsvLog:
-    """Rows appended to a CSV file and flushed to disk one batch at a time."""
+    """Rows appended to a CSV file and flushed to disk one batch at a time.
+
+    ``count`` and ``last`` describe what is in the file (buffered rows reach the disk at close
+    even when Ctrl-C lands mid-write), so run.json can be made to agree with it exactly.
+    """
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self._file = path.open("w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=list(columns), extrasaction="ignore")
         self._writer.writeheader()
+        self.count = 0
+        self.last: dict | None = None
 
     def write(self, rows: Sequence[dict]) -> None:
         self._writer.writerows(rows)
+        self.count, self.last = self.count + len(rows), (rows[-1] if rows else self.last)
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -196,7 +203,6 @@ def run_experiment(
                 "epoch_seconds": round(time.perf_counter() - tic, 4),
             }  # fmt: skip
             metrics.write([row])
-            record.update(epochs_completed=epoch, final={k: row[k] for k in METRIC_COLUMNS[3:7]})
             if not (math.isfinite(fit.loss) and math.isfinite(ev.loss)):
                 record.update(status="diverged", diverged_epoch=epoch)
                 log.warning("%s seed %s diverged in epoch %d (loss %s): stopped", *ident.values(),
@@ -224,6 +230,8 @@ def run_experiment(
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
         log.error("%s seed %s failed: %s", *ident.values(), record["error"])
     finally:
+        if metrics is not None and metrics.last is not None:  # agree with metrics.csv exactly
+            record.update(epochs_completed=metrics.count, final={k: metrics.last[k] for k in METRIC_COLUMNS[3:7]})
         for csv_log in (metrics, diagnostics):
             if csv_log is not None:
                 csv_log.close()
