@@ -1,0 +1,219 @@
+"""run.py end to end in subprocesses: a sweep and its report, a single run, bad input, a crashing job.
+
+Each run.py process spends most of its ~10 s importing torch, so the module's processes are all
+queued at the start of the session (``start_background``, see conftest) and each test waits for
+the one it checks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from .conftest import REPO, assert_clean_error, read_json
+
+pytestmark = pytest.mark.slow
+
+METRIC_COLUMNS = ["activation", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"]
+RUN_FILES = ("metrics.csv", "run.json", "diagnostics.csv", "model.pt", "confusion.csv", "examples.npz", "run.log",
+             ".hydra/config.yaml", ".hydra/overrides.yaml")  # fmt: skip
+SWEEP_FILES = ("results.csv", "runs.csv", "summary.csv", "diagnostics.csv", "train_loss.png", "test_loss.png",
+               "test_accuracy.png", "report.md", "multirun.yaml")  # fmt: skip
+PLOTS = ("train_loss.png", "test_loss.png", "test_accuracy.png")
+TRAIN_SAMPLES = 384
+
+BAD = {  # name: (run.py arguments, text stderr must contain)
+    "unknown_activation": (["activation=relux"], ["relux", "relu", "sigmoid", "tanh"]),
+    "negative_lr": (["optimizer.lr=-1"], ["optimizer.lr"]),
+    "negative_lr_in_sweep": (["-m", "optimizer.lr=1e-3,-1"], ["optimizer.lr"]),
+    "batch_size_abc": (["batch_size=abc"], ["batch_size"]),
+    "unknown_key": (["foo=1"], ["foo"]),
+    "cuda_without_gpu": (["device=cuda"], ["cuda"]),
+    "missing_data": (["data.download=false"], ["missing"]),  # data.root: see procs
+}
+
+
+def start_background(request: pytest.FixtureRequest) -> dict:
+    """Every process of this module, queued at the start of the session (conftest). name -> (Proc, folder)."""
+    start_run_py = request.getfixturevalue("start_run_py")
+    extra_conf = request.getfixturevalue("extra_conf")
+    tmp = request.getfixturevalue("tmp_path_factory").mktemp("cli")
+    started = {}
+
+    def start(name: str, *args: str, multirun: bool = False) -> None:
+        out = tmp / name
+        where = f"hydra.sweep.dir={out}" if multirun else f"hydra.run.dir={out}"
+        started[name] = (start_run_py(*args, where, queued=True), out)
+
+    start("sweep", "-m", "activation=relu,tanh", "seed=0,1", "epochs=2", f"data.train_samples={TRAIN_SAMPLES}",
+          multirun=True)  # fmt: skip
+    start("single", "epochs=1")
+    start("crash_sweep", "-m", "activation=relu,crash", "epochs=1", extra_conf, multirun=True)
+    for name, (args, _) in BAD.items():
+        if name == "cuda_without_gpu" and torch.cuda.is_available():
+            continue
+        if name == "missing_data":
+            args = [*args, f"data.root={tmp / 'no_data_here'}"]
+        start(name, *args, multirun="-m" in args)
+    # (an empty folder and the in-process checks: test_report.py)
+    started["report_missing"] = (start_run_py(str(tmp / "not_there"), script="scripts/report.py", queued=True), None)
+    return started
+
+
+@pytest.fixture(scope="module")
+def procs(background):
+    return background[__name__]
+
+
+def result(procs, name: str):
+    proc, out = procs[name]
+    return proc.wait(), out
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return sorted(p.parent for p in sweep.glob("*/run.json"))
+
+
+# ---------------------------------------------------------------- a sweep
+
+
+def test_sweep_exits_zero(procs) -> None:
+    res, _ = result(procs, "sweep")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+
+
+def test_sweep_job_folders_and_files(procs) -> None:
+    _, sweep = result(procs, "sweep")
+    names = {d.name for d in job_dirs(sweep)}
+    assert names == {f"activation={a},data.train_samples={TRAIN_SAMPLES},epochs=2,seed={s}"
+                     for a in ("relu", "tanh") for s in (0, 1)}  # fmt: skip
+    for d in job_dirs(sweep):
+        for f in RUN_FILES:
+            assert (d / f).is_file(), f"{d.name}/{f} missing"
+        metrics = pd.read_csv(d / "metrics.csv")
+        assert list(metrics.columns) == METRIC_COLUMNS and len(metrics) == 2
+        # train_acc counts over exactly data.train_samples images
+        assert ((metrics["train_acc"] * TRAIN_SAMPLES).round(6) % 1 == 0).all()
+        run = read_json(d / "run.json")
+        assert run["status"] == "completed"
+        assert run["config"]["data"]["train_samples"] == TRAIN_SAMPLES
+        assert f"seed={run['seed']}" in d.name and f"activation={run['activation']}" in d.name
+    for f in SWEEP_FILES:
+        assert (sweep / f).is_file(), f"sweep file {f} missing"
+
+
+def test_sweep_tables(procs) -> None:
+    _, sweep = result(procs, "sweep")
+    results = pd.read_csv(sweep / "results.csv")
+    assert len(results) == 4 * 2
+    assert set(METRIC_COLUMNS) <= set(results.columns)
+    runs = pd.read_csv(sweep / "runs.csv")
+    assert len(runs) == 4 and set(runs["status"]) == {"completed"}
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert sorted(summary["activation"]) == ["relu", "tanh"]
+    assert summary["runs"].tolist() == [2, 2] and summary["completed"].tolist() == [2, 2]
+    for col in ("final_test_acc_mean", "final_test_acc_std", "final_test_acc_ci95_low", "final_test_acc_ci95_high"):
+        assert summary[col].notna().all(), col
+    last = results.sort_values("epoch").groupby("run").tail(1)
+    for _, row in summary.iterrows():
+        expected = last.loc[last["activation"] == row["activation"], "test_acc"].mean()
+        assert row["final_test_acc_mean"] == pytest.approx(expected)
+
+
+def test_sweep_report_md(procs) -> None:
+    _, sweep = result(procs, "sweep")
+    text = (sweep / "report.md").read_text()
+    assert "relu" in text and "tanh" in text
+    for plot in PLOTS:
+        assert f"]({plot})" in text, plot
+        assert (sweep / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_script_rebuilds_the_sweep_report(procs, capsys: pytest.CaptureFixture) -> None:
+    _, sweep = result(procs, "sweep")
+    for f in ("report.md", "summary.csv", "results.csv", *PLOTS):
+        (sweep / f).unlink()
+    spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts" / "report.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(sweep)]) == 0
+    assert "report.md" in capsys.readouterr().out
+    for f in ("report.md", "summary.csv", "results.csv", *PLOTS):
+        assert (sweep / f).is_file(), f
+    assert len(pd.read_csv(sweep / "summary.csv")) == 2
+
+
+# ---------------------------------------------------------------- a single run
+
+
+def test_single_run(procs) -> None:
+    res, out = result(procs, "single")
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = read_json(out / "run.json")
+    assert run["status"] == "completed" and run["epochs_completed"] == 1
+    assert len(pd.read_csv(out / "metrics.csv")) == 1
+    for f in ("diagnostics.csv", "model.pt", ".hydra/config.yaml"):
+        assert (out / f).is_file(), f
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_fails_cleanly(procs, name: str) -> None:
+    if name not in procs:
+        pytest.skip("this machine has CUDA")
+    res, out = result(procs, name)
+    assert_clean_error(res)
+    for text in BAD[name][1]:
+        assert text in res.stderr, f"{text!r} not in stderr:\n{res.stderr}"
+    trained = list(out.rglob("metrics.csv")) if out.exists() else []
+    assert not trained, f"nothing may be trained on bad input: {trained}"
+
+
+def test_unknown_activation_is_one_line(procs) -> None:
+    res, _ = result(procs, "unknown_activation")
+    assert_clean_error(res, max_lines=1)
+
+
+def test_invalid_value_is_one_line(procs) -> None:
+    res, _ = result(procs, "negative_lr")
+    assert_clean_error(res, max_lines=1)
+    assert res.stderr.startswith("error: optimizer.lr=-1")
+
+
+def test_sweep_is_checked_before_any_job(procs) -> None:
+    res, out = result(procs, "negative_lr_in_sweep")
+    assert "optimizer.lr=-1" in res.stderr
+    assert not (out.exists() and list(out.rglob("run.json"))), "the valid job must not run either"
+
+
+def test_report_script_on_a_missing_folder(procs) -> None:
+    res, _ = result(procs, "report_missing")
+    assert_clean_error(res, max_lines=1)
+    assert res.stderr.startswith("error:") and "not_there" in res.stderr
+
+
+# ---------------------------------------------------------------- a crashing job
+
+
+def test_crashing_job_in_a_sweep(procs) -> None:
+    res, sweep = result(procs, "crash_sweep")
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr
+    dirs = {read_json(d / "run.json")["activation"]: d for d in job_dirs(sweep)}
+    assert set(dirs) == {"relu", "crash"}
+    assert read_json(dirs["relu"] / "run.json")["status"] == "completed"
+    crash = read_json(dirs["crash"] / "run.json")
+    assert crash["status"] == "failed" and "boom" in crash["error"]
+    assert dirs["crash"].name in res.stderr, res.stderr
+    assert "boom" in res.stderr
+    report = (sweep / "report.md").read_text()
+    assert "crash" in report and "failed" in report
+    summary = pd.read_csv(sweep / "summary.csv").set_index("activation")
+    assert summary.loc["relu", "completed"] == 1 and summary.loc["crash", "failed"] == 1

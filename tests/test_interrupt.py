@@ -1,0 +1,133 @@
+"""Ctrl-C (SIGINT) and SIGTERM during training keep the finished work; resume=true completes a sweep.
+
+The 'slow' activation (tests.helpers.SlowReLU, ~0.35 s per epoch on the tiny data) makes a run
+last long enough to be interrupted after its first epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import Proc, read_json
+
+pytestmark = pytest.mark.slow
+
+SWEEP_EPOCHS = 6  # the interrupted sweep is finished by the resume, so keep it short
+MID_EPOCH = 0.12  # seconds; an epoch of the slow activation takes >= 0.3 s
+
+
+def data_rows(path: Path) -> int:
+    try:
+        return max(0, len(path.read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def interrupt_after_first_epoch(jobs: list[tuple[Proc, Path, str, int]], timeout: float = 120) -> None:
+    """Send each process its signal in its second epoch: MID_EPOCH s after a metrics.csv matching
+    folder/pattern got its first row (like a Ctrl-C at a random time; the moment right after a
+    row is written is tested deterministically in test_experiment.py)."""
+    pending = list(jobs)
+    seen: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    while pending:
+        for job in list(pending):
+            proc, folder, pattern, sig = job
+            if proc.pid not in seen and any(data_rows(f) >= 1 for f in folder.glob(pattern)):
+                seen[proc.pid] = time.monotonic()
+            if proc.pid in seen and time.monotonic() - seen[proc.pid] >= MID_EPOCH:
+                proc.send_signal(sig)
+                pending.remove(job)
+            elif proc.poll() is not None:
+                res = proc.wait()
+                pytest.fail(f"{proc.args} ended (rc {res.returncode}) before its first epoch:\n{res.stderr[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no epoch finished within {timeout} s")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def interrupted(start_run_py, extra_conf: str, tmp_path_factory):
+    """A sweep (relu, then slow) stopped by SIGINT and a single slow run stopped by SIGTERM."""
+    tmp = tmp_path_factory.mktemp("interrupt")
+    sweep_args = ["-m", "activation=relu,slow", f"epochs={SWEEP_EPOCHS}", extra_conf,
+                  f"hydra.sweep.dir={tmp / 'sweep'}"]  # fmt: skip
+    sweep = start_run_py(*sweep_args)
+    single = start_run_py("activation=slow", "epochs=100", extra_conf, f"hydra.run.dir={tmp / 'single'}")
+    interrupt_after_first_epoch([(sweep, tmp / "sweep", "activation=slow*/metrics.csv", signal.SIGINT),
+                                 (single, tmp / "single", "metrics.csv", signal.SIGTERM)])  # fmt: skip
+    return {
+        "sweep": (sweep.wait(timeout=60), tmp / "sweep"),
+        "single": (single.wait(timeout=60), tmp / "single"),
+        "sweep_args": sweep_args,
+    }
+
+
+def runs_by_activation(sweep: Path) -> dict[str, Path]:
+    return {read_json(f)["activation"]: f.parent for f in sweep.glob("*/run.json")}
+
+
+@pytest.mark.parametrize("which", ["sweep", "single"])
+def test_interrupt_exits_nonzero_without_traceback(interrupted, which: str) -> None:
+    res, _ = interrupted[which]
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr, res.stderr
+    assert "interrupted" in res.stderr
+
+
+@pytest.mark.parametrize("which", ["sweep", "single"])
+def test_interrupted_run_keeps_its_epochs(interrupted, which: str) -> None:
+    _, folder = interrupted[which]
+    run_dir = runs_by_activation(folder)["slow"] if which == "sweep" else folder
+    run = read_json(run_dir / "run.json")
+    assert run["status"] == "interrupted"
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert len(metrics) >= 1
+    assert len(metrics) == run["epochs_completed"]
+    assert metrics["epoch"].tolist() == list(range(1, len(metrics) + 1))
+    assert "finished" in run
+
+
+def test_runs_before_the_interrupt_stay_completed(interrupted) -> None:
+    _, sweep = interrupted["sweep"]
+    runs = runs_by_activation(sweep)
+    assert set(runs) == {"relu", "slow"}
+    assert read_json(runs["relu"] / "run.json")["status"] == "completed"
+
+
+@pytest.fixture(scope="module")
+def resumed(interrupted, start_run_py):
+    _, sweep = interrupted["sweep"]
+    relu = runs_by_activation(sweep)["relu"]
+    before = {"run.json": (relu / "run.json").read_text(), "metrics.csv": (relu / "metrics.csv").read_text()}
+    res = start_run_py(*interrupted["sweep_args"], "resume=true").wait()
+    return res, sweep, before
+
+
+def test_resume_finishes_the_sweep(resumed) -> None:
+    res, sweep, _ = resumed
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = runs_by_activation(sweep)
+    assert set(runs) == {"relu", "slow"}, "resume must reuse the same job folders"
+    for act, d in runs.items():
+        run = read_json(d / "run.json")
+        assert run["status"] == "completed", act
+        assert len(pd.read_csv(d / "metrics.csv")) == SWEEP_EPOCHS
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert sorted(summary["activation"]) == ["relu", "slow"] and set(summary["completed"]) == {1}
+    assert "slow" in (sweep / "report.md").read_text()
+
+
+def test_resume_skips_completed_runs(resumed) -> None:
+    _, sweep, before = resumed
+    relu = runs_by_activation(sweep)["relu"]
+    after = read_json(relu / "run.json")
+    assert after["started"] == json.loads(before["run.json"])["started"]
+    assert (relu / "run.json").read_text() == before["run.json"]
+    assert (relu / "metrics.csv").read_text() == before["metrics.csv"]
