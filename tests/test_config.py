@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -155,3 +157,16 @@ def test_launcher_configs_and_threads_per_job(launcher: str | None, target: str,
     cfg = compose_cfg([f"hydra/launcher={launcher}"] if launcher else [], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
     assert _threads_per_job(cfg.hydra) == threads
+
+
+def test_sweep_parent_process_imports_no_torchvision() -> None:
+    """run.py's parent process (sweeper, validation, report) must not pay for torchvision's ~1.5 s
+    of imports: under joblib/submitit it never trains. It must still register the config schema."""
+    code = (
+        "import sys, actcompare.cli, actcompare.report\n"
+        "import hydra_plugins.actcompare_sweeper.comparison_sweeper\n"
+        "from hydra.core.config_store import ConfigStore\n"
+        "print('torchvision' in sys.modules, 'config_schema.yaml' in ConfigStore.instance().repo)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr

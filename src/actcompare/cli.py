@@ -15,7 +15,6 @@ from hydra.core.override_parser.types import ChoiceSweep
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
-from .experiment import run_experiment
 
 
 def _threads_per_job(hydra_cfg: DictConfig) -> int | None:
@@ -40,6 +39,10 @@ def hydra_task(cfg: DictConfig) -> dict[str, Any]:
     """The body of run.py's @hydra.main: run one experiment in Hydra's output folder."""
     hc = HydraConfig.get()
     try:
+        # Imported here, not at the top: the parent process of a joblib/submitit sweep never trains,
+        # so it never pays for torchvision's imports.
+        from .experiment import run_experiment
+
         return run_experiment(
             cfg,
             out_dir=hc.runtime.output_dir,
