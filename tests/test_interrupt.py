@@ -18,7 +18,10 @@ from .conftest import Proc, read_json
 
 pytestmark = pytest.mark.slow
 
-SWEEP_EPOCHS = 6  # the interrupted sweep is finished by the resume, so keep it short
+# The resume finishes the interrupted sweep, so it is short; but long enough (~0.4 s x 15) that a
+# signal sent late by a test process starved of CPU (a full test session runs many torch processes
+# on 2 cores) still lands before the slow run ends.
+SWEEP_EPOCHS = 15
 MID_EPOCH = 0.12  # seconds; an epoch of the slow activation takes >= 0.3 s
 
 
@@ -42,6 +45,9 @@ def interrupt_after_first_epoch(jobs: list[tuple[Proc, Path, str, int]], timeout
             if proc.pid not in seen and any(data_rows(f) >= 1 for f in folder.glob(pattern)):
                 seen[proc.pid] = time.monotonic()
             if proc.pid in seen and time.monotonic() - seen[proc.pid] >= MID_EPOCH:
+                if proc.poll() is not None:
+                    pytest.fail(f"{proc.args} finished before the signal could be sent "
+                                f"({time.monotonic() - seen[proc.pid]:.1f} s after its first epoch)")
                 proc.send_signal(sig)
                 pending.remove(job)
             elif proc.poll() is not None:
