@@ -30,8 +30,14 @@ BAD = {  # name: (run.py arguments, text stderr must contain)
     "unknown_activation": (["activation=relux"], ["relux", "relu", "sigmoid", "tanh"]),
     "negative_lr": (["optimizer.lr=-1"], ["optimizer.lr"]),
     "negative_lr_in_sweep": (["-m", "optimizer.lr=1e-3,-1"], ["optimizer.lr"]),
-    "batch_size_abc": (["batch_size=abc"], ["batch_size"]),
-    "unknown_key": (["foo=1"], ["foo"]),
+    "batch_size_abc": (["batch_size=abc"], ["batch_size=abc", "Integer"]),
+    "hidden_sizes_not_a_list": (["model.hidden_sizes=12"], ["model.hidden_sizes=12", "list"]),
+    "unknown_key": (["foo=1"], ["unknown key 'foo'"]),
+    "misspelt_key": (["epoch=3"], ["unknown key 'epoch'", "did you mean 'epochs'"]),
+    "misspelt_nested_key": (["model.hiden_sizes=[64]"], ["unknown key 'model.hiden_sizes'", "model.hidden_sizes"]),
+    "appended_unknown_key": (["+epoch=3"], ["unknown key 'epoch'", "did you mean 'epochs'"]),
+    "unknown_launcher": (["-m", "hydra/launcher=nonexistent"], ["hydra/launcher/nonexistent", "basic, joblib"]),
+    "override_syntax": (["activation=relu,"], ["cannot parse the override 'activation=relu,'"]),
     "cuda_without_gpu": (["device=cuda"], ["cuda"]),
     "missing_data": (["data.download=false"], ["missing"]),  # data.root: see procs
 }
@@ -53,6 +59,7 @@ def start_background(request: pytest.FixtureRequest) -> dict:
           multirun=True)  # fmt: skip
     start("single", "epochs=1")
     start("crash_sweep", "-m", "activation=relu,crash", "epochs=1", extra_conf, multirun=True)
+    start("crash_single", "activation=crash", "epochs=1", extra_conf)
     for name, (args, _) in BAD.items():
         if name == "cuda_without_gpu" and torch.cuda.is_available():
             continue
@@ -169,7 +176,7 @@ def test_bad_input_fails_cleanly(procs, name: str) -> None:
     if name not in procs:
         pytest.skip("this machine has CUDA")
     res, out = result(procs, name)
-    assert_clean_error(res)
+    assert_clean_error(res, max_lines=2)
     for text in BAD[name][1]:
         assert text in res.stderr, f"{text!r} not in stderr:\n{res.stderr}"
     trained = list(out.rglob("metrics.csv")) if out.exists() else []
@@ -217,3 +224,12 @@ def test_crashing_job_in_a_sweep(procs) -> None:
     assert "crash" in report and "failed" in report
     summary = pd.read_csv(sweep / "summary.csv").set_index("activation")
     assert summary.loc["relu", "completed"] == 1 and summary.loc["crash", "failed"] == 1
+
+
+def test_crashing_single_run(procs) -> None:
+    """A single run that crashes keeps its files, says failed in run.json, and exits non-zero."""
+    res, out = result(procs, "crash_single")
+    assert_clean_error(res, max_lines=2)
+    assert res.stderr.startswith("error: the run failed") and "boom" in res.stderr, res.stderr
+    run = read_json(out / "run.json")
+    assert run["status"] == "failed" and "boom" in run["error"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import os
 import signal
 import sys
@@ -12,7 +14,10 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
+from hydra.errors import HydraException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .errors import UserError
 
@@ -43,7 +48,7 @@ def hydra_task(cfg: DictConfig) -> dict[str, Any]:
         # so it never pays for torchvision's imports.
         from .experiment import run_experiment
 
-        return run_experiment(
+        record = run_experiment(
             cfg,
             out_dir=hc.runtime.output_dir,
             overrides=list(hc.overrides.task),
@@ -53,6 +58,10 @@ def hydra_task(cfg: DictConfig) -> dict[str, Any]:
     except UserError as err:
         # SystemExit passes through Hydra's job runner: one line on stderr, exit code 2.
         raise SystemExit(f"error: {err}") from None
+    if record["status"] == "failed" and hc.mode == RunMode.RUN:
+        # In a sweep the sweeper lists failed runs at the end; a single run says so itself.
+        raise SystemExit(f"error: the run failed: {record['error']} (its files: {hc.runtime.output_dir})")
+    return record
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
@@ -89,17 +98,51 @@ def unknown_choice(args: list[str], conf_dir: Path) -> str | None:
     return None
 
 
+def config_error(err: BaseException) -> str:
+    """One line for a Hydra/OmegaConf config error (misspelt key, wrong type), instead of Hydra's
+    five: which override, what is wrong, and for an unknown key the nearest real one."""
+    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
+    first = (getattr(err, "msg", None) or str(err)).strip().splitlines()[0]
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        key = str(cause.full_key or cause.key)
+        parent = cause.parent_node
+        siblings = [str(k) for k in parent] if isinstance(parent, DictConfig) else []
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], siblings, n=1)
+        prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
+        hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+        return f"error: unknown key '{key}'{hint}; `python run.py --help` lists every key"
+    if cause is not None:
+        what = (cause.msg or str(cause)).strip().splitlines()[0]
+        return f"error: {first.removeprefix('Error merging override ').rstrip('.')}: {what}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.strip().startswith("See http")]
+    if isinstance(err, OverrideParseException):
+        return f"error: cannot parse the override '{err.override}': {lines[-1]}"
+    raw = str(err).splitlines()
+    starts = [i for i, line in enumerate(raw) if line.startswith("Available options")]
+    if starts:  # an unknown hydra/... option; the options follow, one per tab-indented line
+        options = list(itertools.takewhile(lambda line: line.startswith("\t"), raw[starts[0] + 1 :]))
+        return f"error: {first}: choose one of {', '.join(o.strip() for o in options)}"
+    return f"error: {'; '.join(lines)}"
+
+
 def guard(main: Callable[[], Any], conf_dir: str | os.PathLike | None = None) -> None:
-    """Run Hydra's main so that bad group options, Ctrl-C and SIGTERM end with one line."""
+    """Run Hydra's main so that bad input, Ctrl-C and SIGTERM end with one line, no traceback.
+
+    HYDRA_FULL_ERROR=1 (set by the user) still gives the full traceback.
+    """
     if conf_dir is not None:
         problem = unknown_choice(sys.argv[1:], Path(conf_dir))
         if problem:
             sys.exit(problem)
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Hydra prints config errors over 5-7 lines (and suggests `+key=` for a typo, which the typed
+    # schema then rejects); this makes it raise them to us instead, to be said in one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         main()
     except KeyboardInterrupt:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error:
             raise
         print(
             "interrupted: finished epochs and runs are on disk (run.json says 'interrupted'). "
@@ -107,3 +150,14 @@ def guard(main: Callable[[], Any], conf_dir: str | os.PathLike | None = None) ->
             file=sys.stderr,
         )
         sys.exit(130)
+    except (HydraException, OmegaConfBaseException) as err:
+        if full_error:
+            raise
+        sys.exit(config_error(err))
+    except Exception as err:
+        if full_error:
+            raise
+        sys.exit(f"error: {type(err).__name__}: {err} (set HYDRA_FULL_ERROR=1 for the traceback)")
+    finally:
+        if not full_error:
+            os.environ.pop("HYDRA_FULL_ERROR", None)

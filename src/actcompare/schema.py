@@ -7,8 +7,9 @@ training. :func:`validate` then checks ranges and names and returns every proble
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Optional
 
@@ -108,6 +109,18 @@ def validate(cfg: DictConfig) -> list[str]:
             allowed = "a number > 0" + (" or null (all)" if allow_none else "")
             problems.append(f"{key}={value!r} is not allowed: use {allowed}")
 
+    # `+key=value` gets past Hydra's struct check; a key the schema does not know would then be
+    # silently ignored (a typo like +epoch=3 trains 10 epochs), so name it. The optimizer and
+    # activation.module nodes are free-form kwargs, so +optimizer.amsgrad=true stays allowed.
+    for node, schema in (("", Config), ("model", ModelConf), ("data", DataConf)):
+        sub = OmegaConf.select(cfg, node) if node else cfg
+        known = {f.name for f in fields(schema)} | ({"hydra"} if not node else set())  # the sweeper's composes
+        for key in sub if isinstance(sub, DictConfig) else []:
+            if key not in known:
+                full = f"{node}.{key}" if node else str(key)
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f" (did you mean '{node + '.' if node else ''}{close[0]}'?)" if close else ""
+                problems.append(f"unknown key '{full}'{hint}; `python run.py --help` lists every key")
     for key in ("epochs", "batch_size", "model.width"):
         need_positive(key)
     for key in ("data.train_samples", "data.test_samples", "model.depth", "threads"):
