@@ -147,6 +147,18 @@ def test_resume_skips_a_finished_run(tiny_cfg, tmp_path: Path) -> None:
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 2
 
 
+def assert_interrupted_after_one_epoch(tiny_cfg, tmp_path: Path) -> None:
+    """A 3-epoch run that gets a KeyboardInterrupt in epoch 2: re-raised, and run.json says
+    interrupted with exactly the one epoch metrics.csv holds."""
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(tiny_cfg("epochs=3"), tmp_path)
+    run = read_json(tmp_path / "run.json")
+    rows = pd.read_csv(tmp_path / "metrics.csv")
+    assert run["status"] == "interrupted"
+    assert run["epochs_completed"] == len(rows) == 1
+    assert run["final"]["test_acc"] == pytest.approx(rows["test_acc"].iloc[-1])
+
+
 def test_interrupt_mid_epoch_is_recorded_and_reraised(tiny_cfg, tmp_path: Path, monkeypatch) -> None:
     from actcompare import experiment
 
@@ -160,13 +172,7 @@ def test_interrupt_mid_epoch_is_recorded_and_reraised(tiny_cfg, tmp_path: Path, 
 
     real_train = experiment.train
     monkeypatch.setattr(experiment, "train", train_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny_cfg("epochs=3"), tmp_path)
-    run = read_json(tmp_path / "run.json")
-    rows = pd.read_csv(tmp_path / "metrics.csv")
-    assert run["status"] == "interrupted"
-    assert run["epochs_completed"] == len(rows) == 1
-    assert run["final"]["test_acc"] == pytest.approx(rows["test_acc"].iloc[-1])
+    assert_interrupted_after_one_epoch(tiny_cfg, tmp_path)
 
 
 def test_interrupt_right_after_a_row_is_written_keeps_run_json_in_step(tiny_cfg, tmp_path: Path, monkeypatch) -> None:
@@ -182,10 +188,4 @@ def test_interrupt_right_after_a_row_is_written_keeps_run_json_in_step(tiny_cfg,
             raise KeyboardInterrupt
 
     monkeypatch.setattr(experiment.CsvLog, "write", write_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny_cfg("epochs=3"), tmp_path)
-    run = read_json(tmp_path / "run.json")
-    rows = pd.read_csv(tmp_path / "metrics.csv")
-    assert run["status"] == "interrupted"
-    assert run["epochs_completed"] == len(rows) == 1
-    assert run["final"]["test_acc"] == pytest.approx(rows["test_acc"].iloc[-1])
+    assert_interrupted_after_one_epoch(tiny_cfg, tmp_path)
