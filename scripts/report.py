@@ -8,6 +8,7 @@ import argparse
 import sys
 from datetime import datetime
 
+from actcompare.cli import skip_exit_collection
 from actcompare.errors import UserError
 from actcompare.report import build_report
 
@@ -31,4 +32,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    skip_exit_collection()
+    sys.exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import gc
 import itertools
 import os
 import signal
@@ -161,3 +162,11 @@ def guard(main: Callable[[], Any], conf_dir: str | os.PathLike | None = None) ->
     finally:
         if not full_error:
             os.environ.pop("HYDRA_FULL_ERROR", None)
+        skip_exit_collection()
+
+
+def skip_exit_collection() -> None:
+    """Call last, just before the process exits: moves every live object into the permanent
+    generation, so the interpreter's final garbage collection does not walk the ~10^6 objects
+    torch and torchvision create. Measured: exit takes ~0.2 s instead of ~1.1-1.3 s."""
+    gc.freeze()
