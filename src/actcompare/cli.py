@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import gc
 import itertools
@@ -44,6 +45,9 @@ def _threads_per_job(hydra_cfg: DictConfig) -> int | None:
 def hydra_task(cfg: DictConfig) -> dict[str, Any]:
     """The body of run.py's @hydra.main: run one experiment in Hydra's output folder."""
     hc = HydraConfig.get()
+    # Also in joblib/submitit worker processes, whose exit the sweep waits for.
+    atexit.unregister(skip_exit_collection)  # registered once per process, however many jobs it runs
+    atexit.register(skip_exit_collection)
     try:
         # Imported here, not at the top: the parent process of a joblib/submitit sweep never trains,
         # so it never pays for torchvision's imports.
