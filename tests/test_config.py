@@ -170,3 +170,24 @@ def test_sweep_parent_process_imports_no_torchvision() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("epoch=3", "error: unknown key 'epoch' (did you mean 'epochs'?)"),
+        ("model.widht=3", "error: unknown key 'model.widht' (did you mean 'model.width'?)"),
+        ("batch_size=abc", "error: batch_size=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("activation=relu,", "error: cannot parse the override 'activation=relu,'"),
+    ],
+)
+def test_config_errors_are_one_line(override: str, expected: str) -> None:
+    from hydra.errors import HydraException
+
+    from actcompare.cli import config_error
+
+    with pytest.raises(HydraException) as info:
+        compose_cfg([override])
+    message = config_error(info.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message

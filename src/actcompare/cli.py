@@ -107,7 +107,7 @@ def config_error(err: BaseException) -> str:
     """One line for a Hydra/OmegaConf config error (misspelt key, wrong type), instead of Hydra's
     five: which override, what is wrong, and for an unknown key the nearest real one."""
     cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
-    first = (getattr(err, "msg", None) or str(err)).strip().splitlines()[0]
+    first = next(iter((getattr(err, "msg", None) or str(err)).strip().splitlines()), type(err).__name__)
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         key = str(cause.full_key or cause.key)
         parent = cause.parent_node
@@ -127,7 +127,7 @@ def config_error(err: BaseException) -> str:
     if starts:  # an unknown hydra/... option; the options follow, one per tab-indented line
         options = list(itertools.takewhile(lambda line: line.startswith("\t"), raw[starts[0] + 1 :]))
         return f"error: {first}: choose one of {', '.join(o.strip() for o in options)}"
-    return f"error: {'; '.join(lines)}"
+    return f"error: {'; '.join(lines) or first}"
 
 
 def guard(main: Callable[[], Any], conf_dir: str | os.PathLike | None = None) -> None:
@@ -162,7 +162,8 @@ def guard(main: Callable[[], Any], conf_dir: str | os.PathLike | None = None) ->
     except Exception as err:
         if full_error:
             raise
-        sys.exit(f"error: {type(err).__name__}: {err} (set HYDRA_FULL_ERROR=1 for the traceback)")
+        first = next(iter(str(err).strip().splitlines()), "")
+        sys.exit(f"error: {type(err).__name__}: {first} (set HYDRA_FULL_ERROR=1 for the traceback)")
     finally:
         if not full_error:
             os.environ.pop("HYDRA_FULL_ERROR", None)
