@@ -2,6 +2,7 @@
 
     MNIST_ROOT=/work/shared/data .venv/bin/python scripts/benchmark.py --epochs 3
     MNIST_ROOT=/work/shared/data .venv/bin/python scripts/benchmark.py --epochs 10 --skip-sweep
+    MNIST_ROOT=/work/shared/data .venv/bin/python scripts/benchmark.py --epochs 3 --skip-sweep --ablations --compile
 
 All measurements run in this one process (or its subprocesses), so they share the machine's state:
 1. the fp32 matmul rate of a large ``torch.mm`` (the machine's attainable compute);
@@ -12,7 +13,10 @@ All measurements run in this one process (or its subprocesses), so they share th
 3. the per-epoch cost of ``actcompare.diagnostics.probe`` (diagnostics on vs off);
 4. unless --skip-sweep: wall time of the 4-activation sweep through run.py (basic launcher and
    joblib with 2 jobs) next to a standalone tutorial-style script doing the same work;
-5. peak RSS of one ``run.py epochs=1`` process.
+5. peak RSS of one ``run.py epochs=1`` process;
+6. with --ablations: the choices behind the loop, interleaved epoch by epoch on the same data:
+   fused Adam (the project's) against foreach and plain per-tensor Adam, and with --compile also
+   ``torch.compile(model)`` (its first epoch includes compiling).
 Everything is printed as a table and written to --out as CSV rows (name, value, unit).
 Timings on a shared machine are noisy: compare figures from the same invocation only.
 """
@@ -498,6 +502,43 @@ def _own_cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def ablations(args, device: torch.device, res: Results) -> None:
+    """Per-epoch training time of the project's loop with each optimizer implementation (and
+    torch.compile), interleaved epoch by epoch so machine drift hits all variants alike."""
+    from actcompare.data import load_mnist
+    from actcompare.model import NeuralNetwork
+    from actcompare.train import train
+
+    sec = "ablations"
+    print(f"\n== {sec}: {args.epochs} epochs each, interleaved ==", flush=True)
+    data = load_mnist(args.data_root, device)
+    variants = {"adam_fused": {"fused": True}, "adam_foreach": {"foreach": True}, "adam_plain": {"foreach": False}}
+    if args.compile:
+        variants["adam_fused_compiled"] = {"fused": True}
+    runs = {}
+    for name, kwargs in variants.items():
+        torch.manual_seed(0)
+        model = NeuralNetwork(activation=nn.ReLU).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **kwargs)
+        net = torch.compile(model) if name.endswith("compiled") else model
+        runs[name] = (net, optimizer, torch.Generator().manual_seed(0), [])
+    for epoch in range(1, args.epochs + 1):
+        for name, (net, optimizer, gen, times) in runs.items():
+            t = time.perf_counter()
+            train(net, data.train.x, data.train.y, optimizer, args.batch_size, gen)
+            sync(device)
+            times.append(time.perf_counter() - t)
+            print(f"  epoch {epoch} {name}: {times[-1]:.3f} s", flush=True)
+    base = median(runs["adam_fused"][3][1:] or runs["adam_fused"][3])
+    for name, (_, _, _, times) in runs.items():
+        if name.endswith("compiled"):
+            res.add(sec, "first_epoch_compiled", times[0], "s", "includes torch.compile's compiling")
+        steady = median(times[1:] or times)  # epoch 1 of every variant pays warm-up
+        res.add(sec, f"epoch_train_{name}", steady, "s", "median of epochs 2..")
+        if name != "adam_fused":
+            res.add(sec, f"ratio_{name}_over_adam_fused", steady / base, "x", "> 1: fused is faster")
+
+
 def subprocess_benchmarks(args, res: Results, tmp: Path) -> None:
     py = sys.executable
     env = {**os.environ, "MNIST_ROOT": str(args.data_root), "HYDRA_FULL_ERROR": "1"}
@@ -571,6 +612,8 @@ def main(argv=None) -> int:
         help="folder holding MNIST/raw (default $MNIST_ROOT or ./data)",
     )
     p.add_argument("--skip-sweep", action="store_true", help="skip the end-to-end sweep timings")
+    p.add_argument("--ablations", action="store_true", help="also time fused/foreach/plain Adam side by side")
+    p.add_argument("--compile", action="store_true", help="with --ablations: also time torch.compile(model)")
     p.add_argument(
         "--sweep-rounds",
         type=int,
@@ -630,6 +673,8 @@ def main(argv=None) -> int:
         "%",
         "CPU used by other processes while sections 2-3 ran (contention)",
     )
+    if args.ablations:
+        ablations(args, device, res)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=out.parent))
     try:
