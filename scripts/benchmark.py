@@ -3,6 +3,7 @@
     MNIST_ROOT=/work/shared/data .venv/bin/python scripts/benchmark.py --epochs 3
     MNIST_ROOT=/work/shared/data .venv/bin/python scripts/benchmark.py --epochs 10 --skip-sweep
     MNIST_ROOT=/work/shared/data .venv/bin/python scripts/benchmark.py --epochs 3 --skip-sweep --ablations --compile
+    MNIST_ROOT=/work/shared/data .venv/bin/python scripts/benchmark.py --epochs 1 --seeds 0 --skip-sweep --profile
 
 All measurements run in this one process (or its subprocesses), so they share the machine's state:
 1. the fp32 matmul rate of a large ``torch.mm`` (the machine's attainable compute);
@@ -16,7 +17,8 @@ All measurements run in this one process (or its subprocesses), so they share th
 5. peak RSS of one ``run.py epochs=1`` process;
 6. with --ablations: the choices behind the loop, interleaved epoch by epoch on the same data:
    fused Adam (the project's) against foreach and plain per-tensor Adam, and with --compile also
-   ``torch.compile(model)`` (its first epoch includes compiling).
+   ``torch.compile(model)`` (its first epoch includes compiling);
+7. with --profile: where a training step's time goes (torch.profiler over 300 steps, by operator).
 Everything is printed as a table and written to --out as CSV rows (name, value, unit).
 Timings on a shared machine are noisy: compare figures from the same invocation only.
 """
@@ -539,6 +541,46 @@ def ablations(args, device: torch.device, res: Results) -> None:
             res.add(sec, f"ratio_{name}_over_adam_fused", steady / base, "x", "> 1: fused is faster")
 
 
+def profile_steps(args, device: torch.device, res: Results, steps: int = 300) -> None:
+    """torch.profiler over ``steps`` training steps of the project's loop: self time per operator,
+    and the shares of the matmuls, the optimizer step and the batch gather."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from torch.profiler import ProfilerActivity, profile
+
+    from actcompare.data import load_mnist
+    from actcompare.model import NeuralNetwork
+    from actcompare.train import train
+
+    sec = "profile"
+    print(f"\n== {sec}: {steps} training steps, batch {args.batch_size} ==", flush=True)
+    data = load_mnist(args.data_root, device)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config")
+    torch.manual_seed(0)
+    model = NeuralNetwork(activation=nn.ReLU).to(device)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    n = steps * args.batch_size
+    x, y, gen = data.train.x[:n], data.train.y[:n], torch.Generator().manual_seed(0)
+    train(model, x, y, optimizer, args.batch_size, gen)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        train(model, x, y, optimizer, args.batch_size, gen)
+        sync(device)
+    events = prof.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=15), flush=True)
+    total = sum(e.self_cpu_time_total for e in events)
+
+    def share(*names: str) -> float:
+        return 100 * sum(e.self_cpu_time_total for e in events if any(k in e.key for k in names)) / total
+
+    res.add(sec, "matmul_share", share("aten::mm", "aten::addmm"), "%", "self CPU time of mm + addmm")
+    res.add(sec, "optimizer_share", share("Optimizer.step", "_fused_adam", "Optimizer.zero_grad"), "%",
+            "optimizer.step() incl. its Python, and zero_grad")  # fmt: skip
+    res.add(sec, "gather_share", share("aten::index_select"), "%", "batch gather")
+    res.add(sec, "step_us", total / steps, "us", "self CPU time per step while profiled")
+
+
 def subprocess_benchmarks(args, res: Results, tmp: Path) -> None:
     py = sys.executable
     env = {**os.environ, "MNIST_ROOT": str(args.data_root), "HYDRA_FULL_ERROR": "1"}
@@ -614,6 +656,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-sweep", action="store_true", help="skip the end-to-end sweep timings")
     p.add_argument("--ablations", action="store_true", help="also time fused/foreach/plain Adam side by side")
     p.add_argument("--compile", action="store_true", help="with --ablations: also time torch.compile(model)")
+    p.add_argument("--profile", action="store_true", help="also profile 300 training steps by operator")
     p.add_argument(
         "--sweep-rounds",
         type=int,
@@ -675,6 +718,8 @@ def main(argv=None) -> int:
     )
     if args.ablations:
         ablations(args, device, res)
+    if args.profile:
+        profile_steps(args, device, res)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=out.parent))
     try:
