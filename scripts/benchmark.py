@@ -194,9 +194,17 @@ def linear_weight_params(model: nn.Module) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
 
 
-def compare_loops(args, device: torch.device, res: Results) -> None:
+def project_optimizer(params) -> torch.optim.Optimizer:
+    """The optimizer exactly as run.py builds it from conf/ (conf/optimizer/adam.yaml: fused Adam)."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config")
+    return instantiate(cfg.optimizer)(params)
+
+
+def compare_loops(args, device: torch.device, res: Results) -> None:
     from torch.utils.data import DataLoader
     from torchvision.datasets import MNIST
     from torchvision.transforms import ToTensor
@@ -222,8 +230,6 @@ def compare_loops(args, device: torch.device, res: Results) -> None:
     sync(device)
     t_proj_load = time.perf_counter() - t
     n_train = len(data.train)
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        project_cfg = compose(config_name="config")
     probe_x, probe_y = data.test.x[:PROBE_SIZE], data.test.y[:PROBE_SIZE]
 
     times = {k: [] for k in ("tut_train", "tut_test", "proj_train", "proj_test", "probe")}
@@ -236,8 +242,7 @@ def compare_loops(args, device: torch.device, res: Results) -> None:
         proj_model = NeuralNetwork(activation=nn.ReLU).to(device)  # same initial weights
         params = linear_weight_params(proj_model)
         tut_opt = torch.optim.Adam(tut_model.parameters(), lr=1e-3)
-        # The project's optimizer exactly as run.py builds it (conf/optimizer/adam.yaml: fused).
-        proj_opt = instantiate(project_cfg.optimizer)(proj_model.parameters())
+        proj_opt = project_optimizer(proj_model.parameters())
         loss_fn = nn.CrossEntropyLoss()
         train_dl = DataLoader(
             train_ds, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
@@ -531,21 +536,19 @@ def ablations(args, device: torch.device, res: Results) -> None:
             sync(device)
             times.append(time.perf_counter() - t)
             print(f"  epoch {epoch} {name}: {times[-1]:.3f} s", flush=True)
-    base = median(runs["adam_fused"][3][1:] or runs["adam_fused"][3])
-    for name, (_, _, _, times) in runs.items():
+    steady = {name: median(times[1:] or times) for name, (*_, times) in runs.items()}  # epoch 1 warms up
+    for name, (*_, times) in runs.items():
         if name.endswith("compiled"):
             res.add(sec, "first_epoch_compiled", times[0], "s", "includes torch.compile's compiling")
-        steady = median(times[1:] or times)  # epoch 1 of every variant pays warm-up
-        res.add(sec, f"epoch_train_{name}", steady, "s", "median of epochs 2..")
+        res.add(sec, f"epoch_train_{name}", steady[name], "s", "median of epochs 2..")
         if name != "adam_fused":
-            res.add(sec, f"ratio_{name}_over_adam_fused", steady / base, "x", "> 1: fused is faster")
+            res.add(sec, f"ratio_{name}_over_adam_fused", steady[name] / steady["adam_fused"], "x",
+                    "> 1: fused is faster")  # fmt: skip
 
 
 def profile_steps(args, device: torch.device, res: Results, steps: int = 300) -> None:
     """torch.profiler over ``steps`` training steps of the project's loop: self time per operator,
     and the shares of the matmuls, the optimizer step and the batch gather."""
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
     from torch.profiler import ProfilerActivity, profile
 
     from actcompare.data import load_mnist
@@ -555,11 +558,9 @@ def profile_steps(args, device: torch.device, res: Results, steps: int = 300) ->
     sec = "profile"
     print(f"\n== {sec}: {steps} training steps, batch {args.batch_size} ==", flush=True)
     data = load_mnist(args.data_root, device)
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config")
     torch.manual_seed(0)
     model = NeuralNetwork(activation=nn.ReLU).to(device)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    optimizer = project_optimizer(model.parameters())
     n = steps * args.batch_size
     x, y, gen = data.train.x[:n], data.train.y[:n], torch.Generator().manual_seed(0)
     train(model, x, y, optimizer, args.batch_size, gen)  # warm-up

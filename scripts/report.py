@@ -8,7 +8,6 @@ import argparse
 import sys
 from datetime import datetime
 
-from actcompare.cli import skip_exit_collection
 from actcompare.errors import UserError
 from actcompare.report import build_report
 
@@ -32,6 +31,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    skip_exit_collection()
-    sys.exit(code)
+    sys.exit(main())

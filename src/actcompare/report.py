@@ -458,12 +458,12 @@ def plot_examples(run_path: Path, title: str, path: Path) -> bool:
     fig, axes = plt.subplots(2 * rows, 1, figsize=(1.6 * cols, 3.3 * rows), squeeze=False,
                              gridspec_kw={"height_ratios": [1.8, 1] * rows, "hspace": 0.3,
                                           "left": 0.05, "right": 0.99, "bottom": 0.06, "top": 0.86})  # fmt: skip
+    # 28x28 digits side by side with a 4-pixel white gap, in slots `pitch` bar-widths wide.
+    gap = np.zeros((28, 4), dtype=np.float32)
+    height = pitch * 28 / 32  # square pixels in data units
     for r in range(rows):
         img_ax, bar_ax = axes[2 * r, 0], axes[2 * r + 1, 0]
         items = range(r * cols, min(n, (r + 1) * cols))
-        # 28x28 digits side by side with a 4-pixel white gap, in slots `pitch` bar-widths wide.
-        gap = np.zeros((28, 4), dtype=np.float32)
-        height = pitch * 28 / 32  # square pixels in data units
         img_ax.imshow(np.hstack([np.hstack([ex["image"][i], gap]) for i in items]), cmap="gray_r",
                       extent=(-1, len(items) * pitch - 1, 0, height), aspect="auto")  # fmt: skip
         img_ax.set_xlim(-1, len(items) * pitch - 1)

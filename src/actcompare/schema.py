@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Optional
@@ -93,6 +94,14 @@ def _import(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+def unknown_key(key: str, siblings: Iterable[str]) -> str:
+    """The message for a dotted key that does not exist, naming the nearest of its siblings."""
+    parent, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, sorted(map(str, siblings)), n=1)
+    hint = f" (did you mean '{parent + '.' if parent else ''}{close[0]}'?)" if close else ""
+    return f"unknown key '{key}'{hint}; `python run.py --help` lists every key"
+
+
 def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
@@ -117,10 +126,7 @@ def validate(cfg: DictConfig) -> list[str]:
         known = {f.name for f in fields(schema)} | ({"hydra"} if not node else set())  # the sweeper's composes
         for key in sub if isinstance(sub, DictConfig) else []:
             if key not in known:
-                full = f"{node}.{key}" if node else str(key)
-                close = difflib.get_close_matches(str(key), sorted(known), n=1)
-                hint = f" (did you mean '{node + '.' if node else ''}{close[0]}'?)" if close else ""
-                problems.append(f"unknown key '{full}'{hint}; `python run.py --help` lists every key")
+                problems.append(unknown_key(f"{node}.{key}" if node else str(key), known))
     for key in ("epochs", "batch_size", "model.width"):
         need_positive(key)
     for key in ("data.train_samples", "data.test_samples", "model.depth", "threads"):
