@@ -14,10 +14,10 @@ import hydra
 from actcompare.cli import guard, hydra_task
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://actcompare.conf", config_name="config")
 def main(cfg):
     return hydra_task(cfg)
 
 
 if __name__ == "__main__":
-    guard(main, conf_dir=Path(__file__).with_name("conf"))
+    guard(main)

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from actcompare.shapes import plot_activation_shapes
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parent.parent / "src" / "actcompare" / "conf"
 
 
 def main(argv=None) -> int:

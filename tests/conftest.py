@@ -21,7 +21,7 @@ import torch
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+CONF_DIR = REPO / "src" / "actcompare" / "conf"
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 TRAIN_N, TEST_N = 512, 256
 SUBPROCESS_TIMEOUT = 240  # seconds from its start; a run.py call on the tiny data takes ~10 s (mostly imports)

@@ -1,0 +1,112 @@
+"""What a run *is*: one definition of statuses, columns, bookkeeping keys, identity and divergence.
+
+Imported by both training engines, the recorder, the Hydra plugins and the report, so that folder
+names, resume, de-duplication, grouping and the divergence rule can never disagree. No torch here:
+the report and the sweep's parent process import this without paying for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# ---------------------------------------------------------------- statuses (run.json "status")
+RUNNING = "running"
+COMPLETED = "completed"
+DIVERGED = "diverged"  # see diverged() below; never enters a mean
+FAILED = "failed"  # an exception in this run (its message is in run.json "error")
+INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM / a killed worker: finished epochs are kept
+STATUSES = (RUNNING, COMPLETED, DIVERGED, FAILED, INTERRUPTED)
+FINISHED = (COMPLETED, DIVERGED)  # outcomes that resume=true does not redo
+UNFINISHED = (RUNNING, FAILED, INTERRUPTED)  # redone by resume=true
+
+# ---------------------------------------------------------------- columns of the files a run writes
+ID_COLUMNS = ["activation", "seed", "epoch"]
+FINAL_METRICS = ["train_loss", "train_acc", "test_loss", "test_acc"]  # loss: mean nats; acc: fraction
+METRIC_COLUMNS = [*ID_COLUMNS, *FINAL_METRICS, "epoch_seconds"]  # metrics.csv, one row per epoch
+# diagnostics.csv, one row per epoch and layer (layer 1 = first hidden layer; the last = output layer):
+#   inactive_frac: share of units that are off (ReLU-like output at its floor) for most probe images
+#   dead_frac: share of units off for every probe image; saturated_frac: share of units whose
+#   derivative is below 1 % of the activation's maximum derivative for most probe images (bounded
+#   activations); zero_frac: share of exactly-zero outputs; grad_norm: weight gradient norm.
+LAYER_COLUMNS = ["grad_norm", "inactive_frac", "dead_frac", "saturated_frac", "zero_frac", "act_mean", "act_std"]
+DIAGNOSTIC_COLUMNS = [*ID_COLUMNS, "layer", *LAYER_COLUMNS]
+
+# ---------------------------------------------------------------- identity
+# Config keys that say how or where a run is executed or recorded, not what is trained: two runs
+# that differ only in these are the same run. Folder names (conf/config.yaml's exclude_keys, which
+# interpolates this list through the `actcompare.bookkeeping` resolver), resume, de-duplication and
+# report grouping all use this one list.
+BOOKKEEPING_KEYS = (
+    "resume", "device", "threads", "diagnostics", "save_model", "tracker", "objective",
+    "data.root", "data.download", "experiment",
+)  # fmt: skip
+
+
+def _drop(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+    head, _, rest = key.partition(".")
+    out = dict(config)
+    if head not in out:
+        return out
+    if rest:
+        if isinstance(out[head], Mapping):
+            out[head] = _drop(out[head], rest)
+    else:
+        del out[head]
+    return out
+
+
+def identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's resolved config minus the bookkeeping keys: what was trained, and nothing else."""
+    out = {k: v for k, v in config.items() if k != "hydra"}
+    for key in BOOKKEEPING_KEYS:
+        out = _drop(out, key)
+    return out
+
+
+def run_id(config: Mapping[str, Any]) -> str:
+    """A short stable hash of identity(config): equal for the same run wherever it was recorded."""
+    text = json.dumps(identity(config), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- divergence (one rule, every engine)
+# An untrained classifier that guesses uniformly has a cross-entropy of ln(C) nats (2.30 for MNIST's
+# 10 classes). A loss more than DIVERGENCE_FACTOR times that is not "learning slowly" but exploding
+# (SGD at lr 10 reaches ~1e7): such a run is diverged even while its loss is still finite.
+DIVERGENCE_FACTOR = 10.0
+
+
+def divergence_threshold(num_classes: int = 10) -> float:
+    return DIVERGENCE_FACTOR * math.log(num_classes)
+
+
+def diverged(*losses: float, num_classes: int = 10) -> str | None:
+    """Why a run with these epoch losses (nats) has diverged, or None when it has not."""
+    limit = divergence_threshold(num_classes)
+    for loss in losses:
+        if not math.isfinite(loss):
+            return f"loss is {loss}"
+        if loss > limit:
+            return f"loss {loss:.4g} exceeds {limit:.1f} nats ({DIVERGENCE_FACTOR:g} x the untrained ln({num_classes}))"
+    return None
+
+
+# ---------------------------------------------------------------- names that become paths
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=,@-]")
+
+
+def safe_label(label: str) -> str | None:
+    """Why ``label`` cannot be used in a file or folder name, or None when it can."""
+    if not label or label in (".", "..") or _UNSAFE.search(label):
+        return (f"'{label}' may only hold letters, digits and . _ + = , @ - "
+                "(no slashes, spaces or '..'), since it names files and folders")  # fmt: skip
+    return None
+
+
+# ---------------------------------------------------------------- seeds
+SEED_MAX = 2**32 - 1  # torch and numpy generators keep 32 bits of larger seeds: refuse, don't wrap
