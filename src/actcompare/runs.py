@@ -27,7 +27,9 @@ UNFINISHED = (RUNNING, FAILED, INTERRUPTED)  # redone by resume=true
 # ---------------------------------------------------------------- columns of the files a run writes
 ID_COLUMNS = ["activation", "seed", "epoch"]
 FINAL_METRICS = ["train_loss", "train_acc", "test_loss", "test_acc"]  # loss: mean nats; acc: fraction
-METRIC_COLUMNS = [*ID_COLUMNS, *FINAL_METRICS, "epoch_seconds"]  # metrics.csv, one row per epoch
+# val_*: on the validation split carved from the training set (data.val_samples); empty without one.
+VALIDATION_METRICS = ["val_loss", "val_acc"]
+METRIC_COLUMNS = [*ID_COLUMNS, *FINAL_METRICS, *VALIDATION_METRICS, "epoch_seconds"]  # metrics.csv, per epoch
 # diagnostics.csv, one row per epoch and layer (layer 1 = first hidden layer; the last = output layer):
 #   inactive_frac: share of units that are off (ReLU-like output at its floor) for most probe images
 #   dead_frac: share of units off for every probe image; saturated_frac: share of units whose

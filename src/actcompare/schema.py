@@ -52,6 +52,9 @@ class DataConf:
     normalize: bool = False
     train_samples: Optional[int] = None
     test_samples: Optional[int] = None
+    # Hold out the last N training images as a validation split for model selection (best epoch,
+    # best lr): they are not trained on, and val_loss/val_acc are recorded every epoch.
+    val_samples: Optional[int] = None
     download: bool = True
 
 
