@@ -9,9 +9,16 @@ import gc
 import importlib
 from typing import Any
 
+from omegaconf import OmegaConf
+
 # Registers the typed config schema (config_schema) in Hydra's ConfigStore, which conf/config.yaml
 # names in its defaults: any compose() after `import actcompare...` then finds it.
 from . import schema  # noqa: F401
+from .runs import BOOKKEEPING_KEYS
+
+# conf/config.yaml's folder names leave out the bookkeeping keys: one list, from runs.py.
+if not OmegaConf.has_resolver("actcompare.bookkeeping"):
+    OmegaConf.register_new_resolver("actcompare.bookkeeping", lambda: list(BOOKKEEPING_KEYS))
 
 # At exit, move every live object into the permanent generation first, so the interpreter's final
 # garbage collection skips the ~10^6 objects torch and torchvision create: exit takes ~0.2 s

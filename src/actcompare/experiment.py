@@ -1,129 +1,107 @@
-"""One run: build everything from the config at the edge, train, and record results on disk.
+"""Configs -> groups of runs -> an engine -> one recorder per run. The only epoch loop there is.
 
-Files in the run folder (all written as the run goes, so an interrupted run keeps what it did):
-- ``metrics.csv``: one row per epoch, appended and flushed after every epoch;
-- ``diagnostics.csv``: per-epoch, per-layer diagnostics (when ``diagnostics=true``);
-- ``run.json``: status (running/completed/diverged/failed/interrupted), final metrics, the
-  resolved config, versions, device, git commit and wall time;
-- ``model.pt``, ``confusion.csv``, ``examples.npz``: final weights and predictions (``save_model``).
+``run_group`` trains any number of jobs: those that can share one program (same shapes, data,
+recipe and optimizer class; differing in activation, seed, model.init) train stacked; the rest
+one at a time. ``run_experiment`` is the one-job case that run.py's task uses under Hydra's own
+launchers. Both return run.json's dicts.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
 import json
 import logging
-import math
 import os
-import platform
-import subprocess
+import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torchvision
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from . import diagnostics as diag
+from . import runs
 from .data import MNISTTensors, load_mnist
+from .engines import Variant, make_engine
 from .errors import ConfigError, UserError
-from .model import NeuralNetwork
+from .recorder import RunRecorder, existing
 from .schema import hidden_sizes, resolve_device, validate
-from .train import confusion_matrix, predict, test, train
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = [
-    "activation", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc",
-    "epoch_seconds",
-]  # fmt: skip
-DIAGNOSTIC_COLUMNS = [
-    "activation", "seed", "epoch", "layer", "grad_norm", "dead_frac", "saturated_frac",
-    "zero_frac", "act_mean", "act_std",
-]  # fmt: skip
-FINISHED = ("completed", "diverged")  # outcomes a resumed sweep does not redo
 PROBE_SIZE = 512  # fixed test images used for diagnostics every epoch
-EXAMPLES = 8  # test digits kept with their softmax probabilities
+# Optimizers that update every element of a parameter on its own: stacked tensors then train
+# exactly like separate models. Any other optimizer runs its models one at a time.
+ELEMENTWISE_OPTIMIZERS = {
+    "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD", "torch.optim.RMSprop", "torch.optim.Adagrad",
+    "torch.optim.Adamax", "torch.optim.NAdam", "torch.optim.RAdam",
+}  # fmt: skip
+# Keys whose values may differ inside one stacked group: each model gets its own.
+PER_MODEL_KEYS = ("seed", "activation", "model.init")
 
 
-@functools.lru_cache(maxsize=1)
-def provenance() -> dict[str, Any]:
-    """Versions and git commit of the code that produced a result."""
-    here = Path(__file__).resolve().parent
+@dataclass
+class RunSpec:
+    """One job: its composed config and the folder it records to."""
 
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True
-            )
-            return out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
+    cfg: DictConfig
+    out_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
 
-    status = git("status", "--porcelain")
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
-        "hostname": platform.node(),
-    }
+    @property
+    def config(self) -> dict[str, Any]:
+        config = OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)
+        assert isinstance(config, dict)
+        return {k: v for k, v in config.items() if k != "hydra"}
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def group_key(config: dict[str, Any]) -> str:
+    """Jobs with equal keys can train in one stacked group: everything but the per-model keys
+    and the per-run bookkeeping (diagnostics, save_model, tracker, ...) must agree."""
+    per_run = {"resume", "diagnostics", "save_model", "tracker", "objective", "experiment"}
+    rest = {k: v for k, v in config.items() if k not in per_run}
+    for key in PER_MODEL_KEYS:
+        rest = runs._drop(rest, key)
+    return json.dumps(rest, sort_keys=True, default=str)
 
 
-class CsvLog:
-    """Rows appended to a CSV file and flushed to disk one batch at a time.
-
-    ``count`` and ``last`` describe what is in the file (buffered rows reach the disk at close
-    even when Ctrl-C lands mid-write), so run.json can be made to agree with it exactly.
-    """
-
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
-        self._file = path.open("w", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=list(columns), extrasaction="ignore")
-        self._writer.writeheader()
-        self.count = 0
-        self.last: dict | None = None
-
-    def write(self, rows: Sequence[dict]) -> None:
-        self._writer.writerows(rows)
-        self.count, self.last = self.count + len(rows), (rows[-1] if rows else self.last)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
+def fusable(config: dict[str, Any]) -> bool:
+    return str(config["optimizer"].get("_target_")) in ELEMENTWISE_OPTIMIZERS
 
 
-def _previous(out_dir: Path, config: dict) -> dict | None:
-    """The stored run.json when this exact config already finished in out_dir, else None."""
-    try:
-        record = json.loads((out_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get("status") in FINISHED and _comparable(record.get("config")) == _comparable(config):
-        return record
-    return None
+def plan(configs: Sequence[dict[str, Any]], max_models: int) -> list[list[int]]:
+    """Split job indices into stacked groups: same group_key, then whole rectangles of
+    variants x seeds (every variant with every seed), at most ``max_models`` models each."""
+    by_key: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        by_key.setdefault(group_key(config) if fusable(config) else f"alone-{i}", []).append(i)
+    groups: list[list[int]] = []
+    for members in by_key.values():
+        # variant -> {seed: job}; variants with the same seed set form one rectangle
+        variants: dict[str, dict[int, int]] = {}
+        for i in members:
+            variants.setdefault(_variant_key(configs[i]), {})[configs[i]["seed"]] = i
+        rects: dict[tuple[int, ...], list[str]] = {}
+        for v, seeds in variants.items():
+            rects.setdefault(tuple(sorted(seeds)), []).append(v)
+        for seeds, vs in rects.items():
+            # split big rectangles: whole seeds (all variants) first, variants only when one seed is too many
+            per_seed = max(1, max_models // len(vs))
+            v_chunks = [vs] if len(vs) <= max_models else [vs[i : i + max_models] for i in range(0, len(vs), max_models)]
+            for chunk in v_chunks:
+                for s in range(0, len(seeds), per_seed):
+                    groups.append([variants[v][seed] for seed in seeds[s : s + per_seed] for v in chunk])
+    # duplicates (the same job twice) end up as one entry in `variants`: keep them as their own group
+    placed = {i for g in groups for i in g}
+    groups += [[i] for i in range(len(configs)) if i not in placed]
+    return groups
 
 
-def _comparable(config: dict | None) -> dict | None:
-    if config is None:
-        return None
-    return {k: v for k, v in config.items() if k not in ("resume", "device", "threads")}
+def _variant_key(config: dict[str, Any]) -> str:
+    return json.dumps([config["activation"], config["model"]["init"]], sort_keys=True, default=str)
 
 
 def run_experiment(
@@ -133,131 +111,225 @@ def run_experiment(
     choices: dict[str, str] | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train one network as ``cfg`` says, write its files to ``out_dir``, return run.json's dict.
+    """Train one network as ``cfg`` says (the per-run engine), record it in ``out_dir``, return
+    run.json's dict. Config problems raise ConfigError before anything is written; a missing
+    dataset raises DataError; a failure in training is recorded as ``failed`` and returned;
+    Ctrl-C is recorded as ``interrupted`` and re-raised."""
+    spec = RunSpec(cfg, Path(out_dir), list(overrides), dict(choices or {}))
+    return run_group([spec], engine="single", threads=threads)[0]
 
-    A config problem raises ConfigError before anything is trained; a missing dataset raises
-    DataError. Anything that goes wrong during training is recorded as ``failed`` (with the
-    message) and returned; Ctrl-C is recorded as ``interrupted`` and re-raised.
-    """
-    problems = validate(cfg)
+
+def run_group(
+    specs: Sequence[RunSpec], engine: str = "stacked", threads: int | None = None, max_models: int = 64
+) -> list[dict[str, Any]]:
+    """Train every job in ``specs`` (stacked where they can share a program), one record each."""
+    problems = [p for spec in specs for p in validate(spec.cfg)]
     if problems:
-        raise ConfigError("; ".join(problems))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    assert isinstance(config, dict)
-    if cfg.resume:
-        done = _previous(out, config)
-        if done is not None:
-            log.info("resume: %s already %s, skipped", out, done["status"])
-            return done
-
-    device = resolve_device(cfg.device)
-    threads = threads or cfg.threads
-    if threads:
-        torch.set_num_threads(int(threads))
-    record: dict[str, Any] = {
-        "status": "running",
-        "activation": cfg.activation.name,
-        "seed": cfg.seed,
-        "overrides": list(overrides),
-        "choices": dict(choices or {}),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "epochs_completed": 0,
-        "config": config,
-        **provenance(),
-    }
-    _write_json(out / "run.json", record)
-
-    ident = {"activation": cfg.activation.name, "seed": cfg.seed}
-    metrics = diagnostics = None
-    t_start = time.perf_counter()
+        raise ConfigError("; ".join(dict.fromkeys(problems)))
+    configs = [spec.config for spec in specs]
+    results: list[dict[str, Any] | None] = [None] * len(specs)
+    todo, first = [], {}  # first: (folder, run id) -> the job that records it
+    for i, (spec, config) in enumerate(zip(specs, configs, strict=True)):
+        where = (spec.out_dir.resolve(), runs.run_id(config))
+        if where in first:  # the same run twice in one batch (a sweeper repeating a trial): train once
+            continue
+        first[where] = i
+        results[i] = existing(spec.out_dir, config, bool(config.get("resume")))
+        if results[i] is None:
+            todo.append(i)
+    groups = plan([configs[i] for i in todo], max_models) if engine == "stacked" else [[i] for i in range(len(todo))]
+    progress = Progress(sum(configs[i]["epochs"] for i in todo))
     try:
-        data = load_mnist(
-            cfg.data.root, device, cfg.data.normalize, cfg.data.train_samples,
-            cfg.data.test_samples, cfg.data.download,
-        )  # fmt: skip
-        torch.manual_seed(cfg.seed)  # weight init; the batch order has its own generator
-        model = NeuralNetwork(
-            activation=instantiate(cfg.activation.module, _partial_=True),
-            hidden_sizes=hidden_sizes(cfg.model),
-            init=cfg.model.init.value,
-        ).to(device)
-        optimizer = instantiate(cfg.optimizer)(model.parameters())
-        generator = torch.Generator().manual_seed(cfg.seed)
-        metrics = CsvLog(out / "metrics.csv", METRIC_COLUMNS)
-        if cfg.diagnostics:
-            diagnostics = CsvLog(out / "diagnostics.csv", DIAGNOSTIC_COLUMNS)
-        probe_x, probe_y = data.test.x[:PROBE_SIZE], data.test.y[:PROBE_SIZE]
-        for epoch in range(1, cfg.epochs + 1):
-            tic = time.perf_counter()
-            fit = train(model, data.train.x, data.train.y, optimizer, cfg.batch_size, generator)
-            ev = test(model, data.test.x, data.test.y)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            row = {
-                **ident, "epoch": epoch, "train_loss": fit.loss, "train_acc": fit.accuracy,
-                "test_loss": ev.loss, "test_acc": ev.accuracy,
-                "epoch_seconds": round(time.perf_counter() - tic, 4),
-            }  # fmt: skip
-            metrics.write([row])
-            if not (math.isfinite(fit.loss) and math.isfinite(ev.loss)):
-                record.update(status="diverged", diverged_epoch=epoch)
-                log.warning("%s seed %s diverged in epoch %d (loss %s): stopped", *ident.values(),
-                            epoch, fit.loss)  # fmt: skip
-                break
-            if diagnostics is not None:
-                layers = diag.probe(model, probe_x, probe_y)
-                diagnostics.write([{**ident, "epoch": epoch, **r} for r in layers])
-            log.info(
-                "%s seed %d epoch %d/%d: train loss %.4f, test loss %.4f, test acc %.2f %% (%.2f s)",
-                cfg.activation.name, cfg.seed, epoch, cfg.epochs, fit.loss, ev.loss,
-                100 * ev.accuracy, row["epoch_seconds"],
-            )  # fmt: skip
-        else:
-            record["status"] = "completed"
-        if cfg.save_model and record["status"] == "completed":
-            _save_predictions(model, data, out)
-    except KeyboardInterrupt:
-        record["status"] = "interrupted"
-        raise
-    except UserError as err:  # bad data folder etc.: every run would fail, so stop the sweep
-        record.update(status="failed", error=str(err))
-        raise
-    except Exception as err:  # one broken run must not take the sweep down
-        record.update(status="failed", error=f"{type(err).__name__}: {err}")
-        log.error("%s seed %s failed: %s", *ident.values(), record["error"])
+        for group in groups:
+            idx = [todo[g] for g in group]
+            kind = "stacked" if engine == "stacked" else "single"
+            records = _train([specs[i] for i in idx], [configs[i] for i in idx], kind, threads, progress)
+            for i, record in zip(idx, records, strict=True):
+                results[i] = record
     finally:
-        if metrics is not None and metrics.last is not None:  # agree with metrics.csv exactly
-            record.update(epochs_completed=metrics.count, final={k: metrics.last[k] for k in METRIC_COLUMNS[3:7]})
-        for csv_log in (metrics, diagnostics):
-            if csv_log is not None:
-                csv_log.close()
-        record["wall_seconds"] = round(time.perf_counter() - t_start, 3)
-        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        _write_json(out / "run.json", record)
-    return record
+        progress.close()
+    for i, (spec, config) in enumerate(zip(specs, configs, strict=True)):
+        if results[i] is None:
+            results[i] = results[first[(spec.out_dir.resolve(), runs.run_id(config))]]
+    return [r for r in results if r is not None]
 
 
-def _save_predictions(model: NeuralNetwork, data: MNISTTensors, out: Path) -> None:
-    """Final weights, the test confusion matrix, and a few test digits with probabilities."""
-    import pandas as pd
+class Progress:
+    """Models x epochs done with an ETA: a tqdm bar on a terminal, a log line per epoch otherwise."""
 
-    torch.save(model.state_dict(), out / "model.pt")
-    cm = confusion_matrix(model, data.test.x, data.test.y).cpu().numpy()
-    pd.DataFrame(cm, index=pd.RangeIndex(10, name="true"), columns=[f"pred_{c}" for c in range(10)]).to_csv(
-        out / "confusion.csv"
-    )
-    # The first EXAMPLES test digits and the first EXAMPLES the model gets wrong.
-    probs = torch.softmax(predict(model, data.test.x), dim=1)
-    wrong = (probs.argmax(dim=1) != data.test.y).nonzero().flatten()[:EXAMPLES]
-    idx = torch.cat([torch.arange(min(EXAMPLES, len(data.test)), device=wrong.device), wrong])
-    np.savez_compressed(
-        out / "examples.npz",
-        index=idx.cpu().numpy(),
-        image=data.test.x[idx].reshape(-1, 28, 28).cpu().numpy().astype(np.float32),
-        label=data.test.y[idx].cpu().numpy(),
-        prob=probs[idx].cpu().numpy(),
-    )
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        self.bar = None
+        if total and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="model-epoch", dynamic_ncols=True, leave=False)
+
+    def update(self, n: int, text: str) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(n)
+        else:
+            rate = (time.perf_counter() - self.t0) / max(self.done, 1)
+            log.info("%s [%d/%d model-epochs, ETA %.0f s]", text, self.done, self.total, rate * (self.total - self.done))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def load_data(cfg: DictConfig, device: torch.device) -> tuple[MNISTTensors, tuple[torch.Tensor, torch.Tensor] | None]:
+    """MNIST on the device, and the validation split (the last data.val_samples training images,
+    which are then not trained on) or None."""
+    d = cfg.data
+    data = load_mnist(d.root, device, d.normalize, d.train_samples, d.test_samples, d.download)
+    n_val = d.get("val_samples") or 0
+    if not n_val:
+        return data, None
+    if n_val >= len(data.train):
+        raise ConfigError(f"data.val_samples={n_val} leaves no training images (the split has {len(data.train)})")
+    train = type(data.train)(data.train.x[:-n_val], data.train.y[:-n_val])
+    return type(data)(train=train, test=data.test), (data.train.x[-n_val:], data.train.y[-n_val:])
+
+
+def _preflight(variant: Variant, width: int, device: torch.device) -> str | None:
+    """Why an activation module fails on a tiny batch (forward and backward), or None."""
+    try:
+        module = variant.activation().to(device)
+        z = torch.randn(4, width, device=device, requires_grad=True)
+        module(z).sum().backward()
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _train(
+    specs: Sequence[RunSpec], configs: Sequence[dict], kind: str, threads: int | None, progress: Progress
+) -> list[dict[str, Any]]:
+    """Train one group (all configs share group_key) with engine ``kind``; record every run."""
+    cfg = specs[0].cfg
+    device = resolve_device(cfg.device)
+    if threads or cfg.threads:
+        torch.set_num_threads(int(threads or cfg.threads))
+    group = {"size": len(specs)} if kind == "stacked" else None
+    recorders = [
+        RunRecorder(spec.out_dir, config, overrides=spec.overrides, choices=spec.choices, engine=kind,
+                    device=str(device), threads=torch.get_num_threads(), group=group)
+        for spec, config in zip(specs, configs, strict=True)
+    ]  # fmt: skip
+    for rec in recorders:
+        rec.start()
+    try:
+        _fit(specs, recorders, kind, device, progress)
+    except KeyboardInterrupt:
+        for rec in recorders:
+            if rec.status == runs.RUNNING:
+                rec.end(runs.INTERRUPTED)
+        raise
+    except UserError as err:  # bad data folder, full disk: every run would fail, so stop the sweep
+        for rec in recorders:
+            if rec.status == runs.RUNNING:
+                rec.end(runs.FAILED, error=str(err))
+        raise
+    finally:
+        for rec in recorders:
+            try:
+                rec.finish()
+            except UserError as err:  # the disk is full: say so once, keep what is there
+                log.error("%s", err)
+    return [rec.record for rec in recorders]
+
+
+def _fit(
+    specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, device: torch.device, progress: Progress
+) -> None:
+    cfg = specs[0].cfg
+    data, val = load_data(cfg, device)
+    sizes = hidden_sizes(cfg.model)
+    seeds = list(dict.fromkeys(int(s.cfg.seed) for s in specs))
+    variant_of = [_variant_key(rec.config) for rec in recorders]
+    keys = list(dict.fromkeys(variant_of))
+    variants = [
+        Variant(instantiate(specs[variant_of.index(k)].cfg.activation.module, _partial_=True),
+                specs[variant_of.index(k)].cfg.model.init.value)
+        for k in keys
+    ]  # fmt: skip
+    # model index m = seed index * V + variant index (the engines' layout)
+    slot = [seeds.index(int(s.cfg.seed)) * len(keys) + keys.index(v) for s, v in zip(specs, variant_of, strict=True)]
+    if kind == "stacked":
+        broken = {k: why for k, v in zip(keys, variants, strict=True) if (why := _preflight(v, sizes[0], device))}
+        if broken:  # fail those runs now, train the rest together
+            for rec, k in zip(recorders, variant_of, strict=True):
+                if k in broken:
+                    rec.end(runs.FAILED, error=broken[k])
+                    log.error("%s seed %s failed: %s", *rec.ident.values(), broken[k])
+            keep = [i for i, k in enumerate(variant_of) if k not in broken]
+            if keep:
+                _fit([specs[i] for i in keep], [recorders[i] for i in keep], kind, device, progress)
+            return
+    optimizer = instantiate(cfg.optimizer)
+    try:
+        engine = make_engine(kind, variants, seeds, sizes, optimizer, cfg.batch_size, data.train.x, data.train.y)
+        _loop(engine, specs, recorders, slot, data, val, progress)
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as err:
+        reason = f"{type(err).__name__}: {err}"
+        if kind == "stacked" and len(specs) > 1:
+            # Which model's code raised is unknown: redo the group's unfinished runs one at a
+            # time (same results), so only the run that raises fails.
+            log.warning("stacked group of %d failed (%s): training its unfinished runs one at a time",
+                        len(specs), reason)  # fmt: skip
+            for spec, rec in zip(specs, recorders, strict=True):
+                if rec.status == runs.RUNNING:
+                    rec.restart(engine="single")
+                    _fit([spec], [rec], "single", device, progress)
+        else:
+            for rec in recorders:
+                if rec.status == runs.RUNNING:
+                    rec.end(runs.FAILED, error=reason)
+                    log.error("%s seed %s failed: %s", *rec.ident.values(), reason)
+
+
+def _loop(engine, specs, recorders, slot, data, val, progress: Progress) -> None:
+    from . import diagnostics as diag
+
+    cfg = specs[0].cfg
+    probe_x, probe_y = data.test.x[:PROBE_SIZE], data.test.y[:PROBE_SIZE]
+    alive = [i for i, rec in enumerate(recorders) if rec.status == runs.RUNNING]
+    for epoch in range(1, cfg.epochs + 1):
+        tic, trained = time.perf_counter(), len(alive)
+        train_loss, train_acc = engine.train_epoch()
+        test_loss, test_acc = engine.evaluate(data.test.x, data.test.y)
+        val_loss, val_acc = engine.evaluate(*val) if val is not None else (None, None)
+        if data.test.x.device.type == "cuda":
+            torch.cuda.synchronize()
+        share = (time.perf_counter() - tic) / len(alive)  # this model's share of the group's epoch
+        for i in list(alive):
+            m, rec = slot[i], recorders[i]
+            row = {
+                "epoch": epoch, "train_loss": train_loss[m], "train_acc": train_acc[m],
+                "test_loss": test_loss[m], "test_acc": test_acc[m],
+                "val_loss": val_loss[m] if val_loss else None, "val_acc": val_acc[m] if val_acc else None,
+                "epoch_seconds": round(share, 4),
+            }  # fmt: skip
+            rec.epoch(row)
+            why = runs.diverged(train_loss[m], test_loss[m])
+            if why:
+                rec.end(runs.DIVERGED, diverged_epoch=epoch, diverged_reason=why)
+                log.warning("%s seed %s diverged in epoch %d (%s): stopped", *rec.ident.values(), epoch, why)
+                alive.remove(i)
+                engine.drop(m)
+            elif specs[i].cfg.diagnostics:
+                rec.layers(epoch, diag.probe(engine.module(m), probe_x, probe_y))
+        mean_acc = sum(test_acc[slot[i]] for i in alive) / max(len(alive), 1)
+        progress.update(trained, f"epoch {epoch}/{cfg.epochs}: {len(alive)} model(s), mean test acc "
+                        f"{100 * mean_acc:.2f} %, {share * len(alive):.2f} s")  # fmt: skip
+        if not alive:
+            return
+    for i in alive:
+        rec = recorders[i]
+        rec.end(runs.COMPLETED)
+        if specs[i].cfg.save_model:
+            rec.save_model(engine.module(slot[i]), data.test.x, data.test.y)

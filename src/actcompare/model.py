@@ -50,6 +50,15 @@ class NeuralNetwork(nn.Module):
         return [m for m in self.layers if isinstance(m, nn.Linear)]
 
 
+def build_model(
+    activation: ActivationFactory, hidden_sizes: Sequence[int], init: str, seed: int
+) -> NeuralNetwork:
+    """The network a run with ``seed`` starts from, on the CPU: both engines build every model
+    through here, so a model trained stacked starts from exactly the weights of a single run."""
+    torch.manual_seed(seed)  # weight init; the batch order has its own generator
+    return NeuralNetwork(activation=activation, hidden_sizes=hidden_sizes, init=init)
+
+
 def init_weights(model: nn.Module, scheme: str) -> None:
     """Re-initialise every Linear: 'default' keeps PyTorch's, 'kaiming' or 'xavier' replace it."""
     if scheme == "default":

@@ -1,0 +1,254 @@
+"""The stacked engine: S seeds x V variants = M models of one shape trained in one program.
+
+Layout (m = s * V + v: seed-major, so the models of one seed are neighbours):
+- first layer, per seed s: one weight (in, V * H0) = the V models' weights side by side. The
+  models of one seed see the same batch, so their first layers are ONE wide matmul
+  (b, in) @ (in, V * H0): on 2 CPU cores ~1.5x the rate of V separate ones, and one batch gather
+  per seed instead of one per model. Stored as (S, in, V * H0), applied with one baddbmm.
+- later layers: (M, in, out), one baddbmm for all models.
+- activations: a module without parameters or buffers runs once per variant and layer on all of
+  its seeds' rows (as a (S * b, H) matrix, so per-sample modules keep their meaning); a module
+  with state (PReLU, a user's module with weights) runs per model, its parameters trained too.
+Each model's loss is its own batch-mean cross-entropy and the step minimises their sum, so every
+model gets exactly its own gradient; Adam, AdamW and SGD update each element on its own, so the
+stacked tensors train exactly as M separate models would (up to float32 round-off in the matmuls).
+A model that diverges or fails cannot disturb the others: no operation mixes models' columns.
+
+On CUDA the step (gather, forward, backward, optimizer) is captured once as a CUDA graph and
+replayed for every full batch: a step is then one launch instead of ~100 small kernels, and
+nothing is read back to the host before the epoch ends. Capture needs an optimizer with a
+``capturable`` option (Adam, AdamW); otherwise, or when capture fails, the engine runs eagerly
+and says so. The CPU path never touches any of this.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model import NeuralNetwork, build_model
+from . import OptimizerFactory, Variant
+
+log = logging.getLogger(__name__)
+
+EVAL_CHUNK = 2048  # test images per evaluation pass: bounds memory at M * 2048 * width floats
+
+
+def _stateful(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
+class StackedEngine:
+    name = "stacked"
+
+    def __init__(
+        self,
+        variants: Sequence[Variant],
+        seeds: Sequence[int],
+        hidden_sizes: Sequence[int],
+        optimizer: OptimizerFactory,
+        batch_size: int,
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> None:
+        device = x.device
+        self.S, self.V = len(seeds), len(variants)
+        self.size = self.S * self.V
+        self.batch_size, self.x, self.y = batch_size, x, y
+        # Every model is built exactly as a single run builds it (same seed -> same weights). They
+        # stay as standalone copies for diagnostics and model.pt (see module()).
+        self.nets: list[NeuralNetwork] = [
+            build_model(variants[v].activation, hidden_sizes, variants[v].init, seed)
+            for seed in seeds for v in range(self.V)
+        ]  # fmt: skip
+        S, V = self.S, self.V
+        lins = [net.linears() for net in self.nets]
+        self.layers = len(lins[0])
+        with torch.no_grad():
+            w0 = torch.stack([torch.cat([lins[s * V + v][0].weight.T for v in range(V)], 1) for s in range(S)])
+            b0 = torch.stack([torch.cat([lins[s * V + v][0].bias for v in range(V)]) for s in range(S)])
+            ws = [w0] + [torch.stack([lin[i].weight.T for lin in lins]) for i in range(1, self.layers)]
+            bs = [b0] + [torch.stack([lin[i].bias for lin in lins]) for i in range(1, self.layers)]
+        # weights[i]: (S, in, V*H0) for i = 0, else (M, in, out); biases[i]: (S|M, 1, out)
+        self.weights = [w.contiguous().to(device).requires_grad_() for w in ws]
+        self.biases = [b.unsqueeze(1).contiguous().to(device).requires_grad_() for b in bs]
+        for net in self.nets:
+            net.to(device)
+        # acts[layer][v]: one shared module (stateless), or S modules (one per seed) with state.
+        self.acts: list[list[nn.Module | list[nn.Module]]] = []
+        act_params: list[torch.Tensor] = []
+        for layer in range(self.layers - 1):
+            row: list[nn.Module | list[nn.Module]] = []
+            for v in range(V):
+                mods = [copy.deepcopy(self.nets[s * V + v].hidden_layers()[layer][1]) for s in range(S)]
+                if _stateful(mods[0]):
+                    row.append(mods)
+                    act_params += [p for mod in mods for p in mod.parameters()]
+                else:
+                    row.append(mods[0])
+            self.acts.append(row)
+        self._act_modules = [m for row in self.acts for a in row for m in (a if isinstance(a, list) else [a])]
+        self.params = [*self.weights, *self.biases, *act_params]
+        self.graphed = device.type == "cuda" and "capturable" in inspect.signature(_optimizer_class(optimizer)).parameters
+        self.optimizer = optimizer(self.params, capturable=True) if self.graphed else optimizer(self.params)
+        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]  # batch order
+        self._graph: torch.cuda.CUDAGraph | None = None
+        if device.type == "cuda" and not self.graphed:
+            log.warning("stacked engine on CUDA: %s cannot be captured in a CUDA graph (no 'capturable' "
+                        "option); training eagerly", _optimizer_class(optimizer).__name__)  # fmt: skip
+
+    # ------------------------------------------------------------ forward
+    def _activate(self, layer: int, h: torch.Tensor) -> torch.Tensor:
+        """h: (S, V, b, H) pre-activations -> (M, b, H) activations."""
+        outs = []
+        for v, act in enumerate(self.acts[layer]):
+            hv = h[:, v]  # (S, b, H)
+            if isinstance(act, list):  # per model: its own parameters
+                outs.append(torch.stack([a(hv[s]) for s, a in enumerate(act)]))
+            else:  # per variant, all seeds' rows at once, as a (S * b, H) batch of samples
+                outs.append(act(hv.reshape(-1, hv.shape[-1])).view(hv.shape))
+        return torch.stack(outs, dim=1).reshape(self.size, h.shape[2], h.shape[3])
+
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """xb: (S, b, in), the batch of each seed -> logits (M, b, classes)."""
+        S, V, b = self.S, self.V, xb.shape[1]
+        h = torch.baddbmm(self.biases[0], xb, self.weights[0])  # (S, b, V*H0): one wide matmul per seed
+        h = h.view(S, b, V, -1).transpose(1, 2)  # (S, V, b, H0), a view
+        for i in range(1, self.layers):
+            h = torch.baddbmm(self.biases[i], self._activate(i - 1, h), self.weights[i])  # (M, b, out)
+            if i < self.layers - 1:
+                h = h.view(S, V, b, -1)
+        return h
+
+    # ------------------------------------------------------------ training
+    def _step(self, idx: torch.Tensor, loss_sum: torch.Tensor, correct: torch.Tensor, zero: bool) -> None:
+        """One optimizer step of every model on its seed's batch idx[s] (S, b) of training rows."""
+        S, b = idx.shape
+        flat = idx.reshape(-1)
+        xb = self.x.index_select(0, flat).view(S, b, -1)
+        yb = self.y.index_select(0, flat).view(S, 1, b).expand(S, self.V, b).reshape(self.size, b)
+        logits = self.forward(xb)
+        losses = F.cross_entropy(logits.reshape(self.size * b, -1), yb.reshape(-1), reduction="none")
+        losses = losses.view(self.size, b).mean(1)  # (M,): each model's own batch-mean loss
+        if zero:
+            self.optimizer.zero_grad(set_to_none=not self.graphed)
+        losses.sum().backward()
+        self.optimizer.step()
+        with torch.no_grad():  # summed on the device; read back once per epoch
+            loss_sum.add_(losses.detach(), alpha=b)
+            correct.add_((logits.argmax(-1) == yb).sum(1))
+
+    def train_epoch(self) -> tuple[list[float], list[float]]:
+        for mod in self._act_modules:
+            mod.train()
+        n, bs, device = self.y.shape[0], self.batch_size, self.y.device
+        # Each seed's permutation from its own CPU generator: the batch order of a single run.
+        order = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(device)  # (S, n)
+        full = n // bs * bs
+        if self.graphed and self._graph is None and full:
+            self._capture()
+        if self._graph is not None:
+            self._loss_sum.zero_()
+            self._correct.zero_()
+            for start in range(0, full, bs):
+                self._idx.copy_(order[:, start : start + bs])
+                self._graph.replay()
+            loss_sum, correct = self._loss_sum, self._correct
+            rest = range(full, n, bs)
+        else:
+            loss_sum = torch.zeros(self.size, device=device)
+            correct = torch.zeros(self.size, dtype=torch.long, device=device)
+            rest = range(0, n, bs)
+        for start in rest:  # eager steps: every step on the CPU; the last partial batch on CUDA
+            self._step(order[:, start : start + bs], loss_sum, correct, zero=True)
+        return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+    def _capture(self) -> None:
+        """Record one full-batch step as a CUDA graph (torch.cuda.graphs' whole-network recipe).
+
+        The warm-up steps it needs would train on a batch, so weights and optimizer state are
+        put back afterwards: the first real step starts from exactly the initial weights.
+        """
+        device = self.y.device
+        saved = [p.detach().clone() for p in self.params]
+        self._idx = torch.zeros(self.S, self.batch_size, dtype=torch.long, device=device)
+        self._loss_sum = torch.zeros(self.size, device=device)
+        self._correct = torch.zeros(self.size, dtype=torch.long, device=device)
+        try:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    self._step(self._idx, self._loss_sum, self._correct, zero=True)
+            torch.cuda.current_stream().wait_stream(stream)
+            self.optimizer.zero_grad(set_to_none=True)  # backward allocates .grad from the graph's pool
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step(self._idx, self._loss_sum, self._correct, zero=False)
+            self._graph = graph
+            log.info("stacked engine: training step captured as a CUDA graph (%d models)", self.size)
+        except Exception as err:  # capture is an optimisation: say so and train eagerly
+            self.graphed = False
+            self._graph = None
+            log.warning("stacked engine: CUDA graph capture failed (%s: %s); training eagerly",
+                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")  # fmt: skip
+        finally:
+            with torch.no_grad():
+                for p, value in zip(self.params, saved, strict=True):
+                    p.copy_(value)
+                for state in self.optimizer.state.values():  # as a fresh optimizer: zero moments, step 0
+                    for value in state.values():
+                        if torch.is_tensor(value):
+                            value.zero_()
+                for p in self.params:
+                    if p.grad is not None:
+                        p.grad.zero_()
+
+    # ------------------------------------------------------------ evaluation and export
+    @torch.inference_mode()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        for mod in self._act_modules:
+            mod.eval()
+        loss = torch.zeros(self.size, device=y.device)
+        correct = torch.zeros(self.size, dtype=torch.long, device=y.device)
+        for start in range(0, y.shape[0], EVAL_CHUNK):
+            xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            logits = self.forward(xb.unsqueeze(0).expand(self.S, -1, -1))  # (M, b, C)
+            ym = yb.expand(self.size, -1)
+            loss += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ym.reshape(-1), reduction="none").view(
+                self.size, -1).sum(1)  # fmt: skip
+            correct += (logits.argmax(-1) == ym).sum(1)
+        n = y.shape[0]
+        return (loss / n).tolist(), (correct.double() / n).tolist()
+
+    @torch.no_grad()
+    def module(self, m: int) -> NeuralNetwork:
+        s, v = divmod(m, self.V)
+        net = self.nets[m]
+        lins = net.linears()
+        h0 = lins[0].out_features
+        lins[0].weight.copy_(self.weights[0][s, :, v * h0 : (v + 1) * h0].T)
+        lins[0].bias.copy_(self.biases[0][s, 0, v * h0 : (v + 1) * h0])
+        for i in range(1, self.layers):
+            lins[i].weight.copy_(self.weights[i][m].T)
+            lins[i].bias.copy_(self.biases[i][m, 0])
+        for layer, (_, act) in enumerate(net.hidden_layers()):
+            trained = self.acts[layer][v]
+            if isinstance(trained, list):
+                act.load_state_dict(trained[s].state_dict())
+        return net
+
+    def drop(self, m: int) -> None:
+        # Nothing to do: a finished model's columns cannot touch the others' (see the module doc).
+        # Its weights keep being updated in the stacked tensors but are never read again.
+        pass
+
+
+def _optimizer_class(factory: OptimizerFactory) -> type:
+    return getattr(factory, "func", factory)  # a functools.partial from Hydra, or the class

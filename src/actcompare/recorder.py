@@ -1,0 +1,327 @@
+"""What lands on disk for one run, whichever engine trained it.
+
+Files in the run folder (written as the run goes, so an interrupted run keeps what it did):
+- ``metrics.csv``: one row per epoch (runs.METRIC_COLUMNS), appended, flushed and fsynced;
+- ``diagnostics.csv``: per epoch and layer (runs.DIAGNOSTIC_COLUMNS) when ``diagnostics=true``;
+- ``run.json``: status, final metrics (always equal to metrics.csv's last row), the resolved
+  config, its run id, engine, device, versions, git commit and wall time; written atomically;
+- ``model.pt``, ``confusion.csv``, ``examples.npz``: final weights and predictions (``save_model``).
+A write that fails (a full disk) raises RecordError naming the file; the partial row or file is
+removed and everything written before stays.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .errors import ConfigError, UserError
+from .files import atomic_path, atomic_write
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = 8  # test digits kept with their softmax probabilities
+_WRITTEN: set[Path] = set()  # run folders this process has recorded (repeated Optuna trials)
+
+
+class RecordError(UserError):
+    """A result could not be written (disk full, permissions): says which file."""
+
+
+def _cannot_write(path: Path, err: OSError) -> RecordError:
+    return RecordError(f"could not write {path}: {err.strerror or err} (the files written before are kept; "
+                       "free some space or choose another hydra.sweep.dir, then resume=true)")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def provenance() -> dict[str, Any]:
+    """Versions and git commit of the code that produced a result."""
+    import numpy as np
+    import torch
+    import torchvision
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True)
+            return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    status = git("status", "--porcelain")
+    return {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "numpy": np.__version__,
+        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
+        "hostname": platform.node(),
+    }  # fmt: skip
+
+
+class CsvLog:
+    """Rows appended to a CSV file, flushed and fsynced per call. ``count`` and ``last`` describe
+    exactly what is in the file, so run.json can be made to agree with it."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path, self.columns = path, list(columns)
+        try:
+            self._file = path.open("w", newline="")
+            self._write(lambda w: w.writeheader())
+        except OSError as err:
+            raise _cannot_write(path, err) from None
+        self.count = 0
+        self.last: dict | None = None
+
+    def _write(self, how) -> None:
+        buf = io.StringIO()
+        how(csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore"))
+        size = self._file.tell()
+        try:
+            self._file.write(buf.getvalue())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as err:  # no partial row: cut the file back to its last complete row
+            try:
+                self._file.truncate(size)
+                self._file.seek(size)
+            except (OSError, ValueError):
+                pass
+            raise _cannot_write(self.path, err) from None
+
+    def write(self, rows: Sequence[dict]) -> None:
+        self._write(lambda w: w.writerows(rows))
+        self.count += len(rows)
+        self.last = rows[-1] if rows else self.last
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def consistent(out_dir: Path, record: dict) -> str | None:
+    """Why metrics.csv disagrees with run.json (None when they agree)."""
+    try:
+        with (out_dir / "metrics.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error) as err:
+        return f"metrics.csv unreadable ({err})"
+    if len(rows) != record.get("epochs_completed"):
+        return f"metrics.csv has {len(rows)} rows, run.json says {record.get('epochs_completed')} epochs"
+    final = record.get("final") or {}
+    last = rows[-1] if rows else {}
+    for key in runs.FINAL_METRICS:
+        try:
+            a, b = float(last.get(key)), float(final.get(key))
+        except (TypeError, ValueError):
+            return f"metrics.csv's last {key} is not a number"
+        if not (a == b or math.isclose(a, b, rel_tol=1e-9) or (math.isnan(a) and math.isnan(b))):
+            return f"metrics.csv's last {key} {a} differs from run.json's {b}"
+    return None
+
+
+def existing(out_dir: Path, config: dict, resume: bool) -> dict | None:
+    """What to do with a folder that may already hold a run: its record to reuse, or None to train.
+
+    - resume=true and the same run finished there, with metrics.csv agreeing: reuse it;
+    - the same run recorded by this very process (a sweeper repeating a trial): reuse it;
+    - anything else already there without resume=true: refuse (nothing is silently overwritten).
+    """
+    record = _read_json(out_dir / "run.json")
+    if record is None:
+        if (out_dir / "run.json").exists() and not resume:
+            raise ConfigError(f"{out_dir}/run.json exists but is unreadable: pass resume=true to redo that run")
+        return None
+    same = runs.identity(record.get("config") or {}) == runs.identity(config)
+    if same and out_dir.resolve() in _WRITTEN and record.get("status") in runs.FINISHED:
+        log.info("%s: this sweep already trained this exact run; its result is reused", out_dir)
+        return record
+    if not resume:
+        raise ConfigError(
+            f"{out_dir} already holds a run ({record.get('status')}); refusing to overwrite it: pass resume=true "
+            "to continue that sweep, or choose a new hydra.sweep.dir"
+        )
+    if not same:
+        return None  # a different run in this folder (config changed): redo
+    if record.get("status") not in runs.FINISHED:
+        return None
+    problem = consistent(out_dir, record)
+    if problem:
+        log.warning("resume: %s is %s but %s: redoing it", out_dir, record.get("status"), problem)
+        return None
+    log.info("resume: %s already %s, skipped", out_dir, record["status"])
+    return record
+
+
+class RunRecorder:
+    """One run folder. ``start`` -> ``epoch``/``layers`` per epoch -> ``finish`` (always)."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        config: dict,
+        *,
+        overrides: Sequence[str] = (),
+        choices: dict[str, str] | None = None,
+        engine: str,
+        device: str,
+        threads: int,
+        group: dict[str, Any] | None = None,
+    ) -> None:
+        self.out = Path(out_dir)
+        self.config = config
+        self.status = runs.RUNNING
+        self.extra: dict[str, Any] = {}
+        self.record: dict[str, Any] = {
+            "status": runs.RUNNING,
+            "activation": config["activation"]["name"],
+            "seed": config["seed"],
+            "run_id": runs.run_id(config),
+            "overrides": list(overrides),
+            "choices": dict(choices or {}),
+            "engine": engine,
+            **({"group": group} if group else {}),
+            "device": device,
+            "threads": threads,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "epochs_completed": 0,
+            "config": config,
+            **provenance(),
+        }
+        self.metrics: CsvLog | None = None
+        self.diagnostics: CsvLog | None = None
+        self.tracker: Any = None
+        self._t0 = time.perf_counter()
+        self.finished = False
+
+    def _json(self) -> None:
+        path = self.out / "run.json"
+        try:
+            atomic_write(path, json.dumps(self.record, indent=2, default=str) + "\n")
+        except OSError as err:
+            raise _cannot_write(path, err) from None
+
+    def start(self) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _cannot_write(self.out, err) from None
+        _WRITTEN.add(self.out.resolve())
+        self._json()
+        self.metrics = CsvLog(self.out / "metrics.csv", runs.METRIC_COLUMNS)
+        if self.config.get("diagnostics"):
+            self.diagnostics = CsvLog(self.out / "diagnostics.csv", runs.DIAGNOSTIC_COLUMNS)
+        if self.config.get("tracker"):
+            from .tracking import open_tracker
+
+            self.tracker = open_tracker(self.config["tracker"], self.out, self.config)
+
+    def restart(self, engine: str) -> None:
+        """Start the folder afresh (another engine redoes this run from its first epoch)."""
+        for csv_log in (self.metrics, self.diagnostics):
+            if csv_log is not None:
+                csv_log.close()
+        self.status, self.extra, self.finished = runs.RUNNING, {}, False
+        self.record.pop("group", None)
+        self.record.update(engine=engine, status=runs.RUNNING, epochs_completed=0,
+                           started=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
+        self._t0 = time.perf_counter()
+        self.start()
+
+    @property
+    def ident(self) -> dict[str, Any]:
+        return {"activation": self.record["activation"], "seed": self.record["seed"]}
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        assert self.metrics is not None
+        row = {**self.ident, **row}
+        self.metrics.write([row])
+        if self.tracker is not None:
+            self.tracker.log_epoch(row)
+
+    def layers(self, epoch: int, rows: Sequence[dict[str, Any]]) -> None:
+        if self.diagnostics is not None:
+            self.diagnostics.write([{**self.ident, "epoch": epoch, **r} for r in rows])
+
+    def end(self, status: str, **extra: Any) -> None:
+        """Set the outcome (may be called again: the last call before finish() wins)."""
+        self.status = status
+        self.extra.update(extra)
+
+    def finish(self) -> dict[str, Any]:
+        """Close the files and write run.json's final state, agreeing with metrics.csv exactly."""
+        if self.finished:
+            return self.record
+        self.finished = True
+        self.record.update(self.extra, status=self.status)
+        if self.metrics is not None and self.metrics.last is not None:
+            self.record.update(epochs_completed=self.metrics.count,
+                               final={k: self.metrics.last.get(k) for k in [*runs.FINAL_METRICS, *runs.VALIDATION_METRICS]})  # fmt: skip
+        for csv_log in (self.metrics, self.diagnostics):
+            if csv_log is not None:
+                csv_log.close()
+        self.record["wall_seconds"] = round(time.perf_counter() - self._t0, 3)
+        self.record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            if self.tracker is not None:
+                self.tracker.close(self.record)
+        finally:
+            self._json()
+        return self.record
+
+    def save_model(self, model: Any, test_x: Any, test_y: Any) -> None:
+        """Final weights, the test confusion matrix, and a few test digits with probabilities."""
+        import numpy as np
+        import pandas as pd
+        import torch
+
+        from .train import confusion_matrix, predict
+
+        def write(name: str, how) -> None:
+            path = self.out / name
+            try:
+                with atomic_path(path) as tmp:
+                    how(tmp)
+            except OSError as err:
+                raise _cannot_write(path, err) from None
+
+        write("model.pt", lambda tmp: torch.save(model.state_dict(), tmp))
+        cm = confusion_matrix(model, test_x, test_y).cpu().numpy()
+        frame = pd.DataFrame(cm, index=pd.RangeIndex(10, name="true"), columns=[f"pred_{c}" for c in range(10)])
+        write("confusion.csv", lambda tmp: frame.to_csv(tmp))
+        # The first EXAMPLES test digits and the first EXAMPLES the model gets wrong.
+        probs = torch.softmax(predict(model, test_x), dim=1)
+        wrong = (probs.argmax(dim=1) != test_y).nonzero().flatten()[:EXAMPLES]
+        idx = torch.cat([torch.arange(min(EXAMPLES, len(test_y)), device=wrong.device), wrong])
+        arrays = {
+            "index": idx.cpu().numpy(), "label": test_y[idx].cpu().numpy(), "prob": probs[idx].cpu().numpy(),
+            "image": test_x[idx].reshape(-1, 28, 28).cpu().numpy().astype(np.float32),
+        }  # fmt: skip
+
+        def savez(tmp: Path) -> None:
+            with tmp.open("wb") as f:  # a file object: numpy would append ".npz" to a path
+                np.savez_compressed(f, **arrays)
+
+        write("examples.npz", savez)

@@ -1,0 +1,149 @@
+"""The sweep callback (conf/config.yaml: hydra.callbacks.actcompare), for any sweeper and launcher:
+
+- on_multirun_start: takes the sweep folder's lock (.actcompare.lock: pid, host, start time), so a
+  second sweep into the same hydra.sweep.dir is refused with one line naming the holder; a lock
+  whose process is gone is stale and taken over.
+- on_multirun_end: builds the sweep report from the files on disk and exits non-zero listing the
+  runs that failed or were interrupted, with the resume command.
+- if the sweep ends abnormally (a job raised, so Hydra skips on_multirun_end), the report is still
+  built at exit, unless runs were interrupted (then resume=true finishes them and reports).
+For an app that is not actcompare the folder holds no run.json files and the report is skipped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".actcompare.lock"
+
+
+class SweepLock:
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        self.held = False
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            holder = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return holder if isinstance(holder, dict) else None
+
+    @staticmethod
+    def _alive(holder: dict[str, Any]) -> bool:
+        if holder.get("host") != socket.gethostname():
+            return True  # another machine's process: cannot check, so respect it
+        try:
+            os.kill(int(holder.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError, TypeError, OverflowError):
+            return True
+        return True
+
+    def acquire(self) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "command": " ".join(sys.argv)}  # fmt: skip
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and self._alive(holder):
+                    raise SystemExit(
+                        f"error: {self.path.parent} is in use by another sweep (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, since {holder.get('started')}): wait for it to end, or choose "
+                        "another hydra.sweep.dir"
+                    ) from None
+                log.warning("%s: taking over a stale lock (%s)", self.path, holder or "unreadable")
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise SystemExit(f"error: could not take the lock {self.path}: another sweep is starting there")
+
+    def release(self) -> None:
+        if self.held:
+            holder = self._holder()
+            if holder is None or holder.get("pid") == os.getpid():
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            self.held = False
+
+
+class SweepCallback(Callback):
+    def __init__(self) -> None:
+        self.sweep_dir: Path | None = None
+        self.lock: SweepLock | None = None
+        self.ended = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = SweepLock(self.sweep_dir)
+        self.lock.acquire()
+        atexit.register(self._at_exit)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.ended = True
+        try:
+            failed = self._report()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+        if failed:
+            raise SystemExit(
+                f"error: {len(failed)} run(s) did not complete; the others and the report are in {self.sweep_dir}:\n"
+                + "\n".join(f"  {run}: {error}" for run, error in failed)
+                + f"\nTo redo them: rerun the same command with hydra.sweep.dir={self.sweep_dir} resume=true"
+            )
+
+    def _report(self) -> list[tuple[str, str]]:
+        from actcompare.errors import UserError
+        from actcompare.report import build_report, failed_runs
+
+        assert self.sweep_dir is not None
+        if not any(self.sweep_dir.rglob("run.json")):
+            return []  # not actcompare's runs (or none ran): nothing to report
+        try:
+            paths = build_report([self.sweep_dir], missing_ok=True)
+            if paths:
+                log.info("Sweep report: %s", paths["report"])
+        except UserError as err:
+            log.error("no sweep report: %s", err)
+        return failed_runs([self.sweep_dir])
+
+    def _at_exit(self) -> None:
+        if self.ended or self.sweep_dir is None:
+            return
+        try:
+            statuses = []
+            for path in self.sweep_dir.rglob("run.json"):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    statuses.append(json.loads(path.read_text()).get("status"))
+            if statuses and "interrupted" not in statuses and "running" not in statuses:
+                self._report()
+        except KeyboardInterrupt:
+            pass
+        except Exception as err:  # exiting already: one line, never a traceback
+            print(f"error: no sweep report ({type(err).__name__}: {err})", file=sys.stderr)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
