@@ -26,3 +26,32 @@ class SlowReLU(nn.ReLU):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         time.sleep(self.delay)
         return super().forward(x)
+
+
+class Amplify(nn.Module):
+    """x * gain: with a large gain the logits explode, so the run diverges (finite or not)."""
+
+    def __init__(self, gain: float = 1e4) -> None:
+        super().__init__()
+        self.gain = float(gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain
+
+
+class FailsLater(nn.ReLU):
+    """ReLU that raises on its ``after``-th call while training: a failure the pre-flight check
+    (one call) cannot see, so the stacked engine must fall back to one model at a time."""
+
+    calls = 0
+
+    def __init__(self, after: int = 30) -> None:
+        super().__init__()
+        self.after = int(after)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            FailsLater.calls += 1
+            if FailsLater.calls >= self.after:
+                raise RuntimeError("fails later")
+        return super().forward(x)

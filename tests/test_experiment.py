@@ -12,12 +12,9 @@ import torch
 
 from actcompare.errors import ConfigError, DataError
 from actcompare.experiment import run_experiment
+from actcompare.runs import DIAGNOSTIC_COLUMNS, METRIC_COLUMNS
 
 from .conftest import TEST_N, read_json
-
-METRIC_COLUMNS = ["activation", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"]
-DIAGNOSTIC_COLUMNS = ["activation", "seed", "epoch", "layer", "grad_norm", "dead_frac", "saturated_frac",
-                      "zero_frac", "act_mean", "act_std"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +157,7 @@ def assert_interrupted_after_one_epoch(tiny_cfg, tmp_path: Path) -> None:
 
 
 def test_interrupt_mid_epoch_is_recorded_and_reraised(tiny_cfg, tmp_path: Path, monkeypatch) -> None:
-    from actcompare import experiment
+    from actcompare.engines import single
 
     calls = []
 
@@ -170,22 +167,22 @@ def test_interrupt_mid_epoch_is_recorded_and_reraised(tiny_cfg, tmp_path: Path, 
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 
-    real_train = experiment.train
-    monkeypatch.setattr(experiment, "train", train_then_interrupt)
+    real_train = single.train
+    monkeypatch.setattr(single, "train", train_then_interrupt)
     assert_interrupted_after_one_epoch(tiny_cfg, tmp_path)
 
 
 def test_interrupt_right_after_a_row_is_written_keeps_run_json_in_step(tiny_cfg, tmp_path: Path, monkeypatch) -> None:
     """A Ctrl-C that arrives while (or just after) an epoch's row is flushed: run.json must still
     count that epoch, as metrics.csv does (was a bug: run.json lagged one epoch behind)."""
-    from actcompare import experiment
+    from actcompare import recorder
 
-    real_write = experiment.CsvLog.write
+    real_write = recorder.CsvLog.write
 
     def write_then_interrupt(self, rows):
         real_write(self, rows)
         if rows and "test_acc" in rows[0]:  # the metrics log: Ctrl-C arrives during its fsync
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment.CsvLog, "write", write_then_interrupt)
+    monkeypatch.setattr(recorder.CsvLog, "write", write_then_interrupt)
     assert_interrupted_after_one_epoch(tiny_cfg, tmp_path)

@@ -60,18 +60,27 @@ def interrupt_after_first_epoch(jobs: list[tuple[Proc, Path, str, int]], timeout
 
 @pytest.fixture(scope="module")
 def interrupted(start_run_py, extra_conf: str, tmp_path_factory):
-    """A sweep (relu, then slow) stopped by SIGINT and a single slow run stopped by SIGTERM."""
+    """Stopped in their second epoch: a sweep (relu, slow) on the default fused launcher (both
+    models in one program) and the same sweep on the basic launcher (relu first, then slow) by
+    SIGINT, and a single slow run by SIGTERM."""
     tmp = tmp_path_factory.mktemp("interrupt")
-    sweep_args = ["-m", "activation=relu,slow", f"epochs={SWEEP_EPOCHS}", extra_conf,
-                  f"hydra.sweep.dir={tmp / 'sweep'}"]  # fmt: skip
-    sweep = start_run_py(*sweep_args)
+    args = {
+        "sweep": ["-m", "activation=relu,slow", f"epochs={SWEEP_EPOCHS}", extra_conf,
+                  f"hydra.sweep.dir={tmp / 'sweep'}"],
+        "basic": ["-m", "activation=relu,slow", f"epochs={SWEEP_EPOCHS}", extra_conf, "hydra/launcher=basic",
+                  f"hydra.sweep.dir={tmp / 'basic'}"],
+    }  # fmt: skip
+    sweep, basic = start_run_py(*args["sweep"]), start_run_py(*args["basic"])
     single = start_run_py("activation=slow", "epochs=100", extra_conf, f"hydra.run.dir={tmp / 'single'}")
     interrupt_after_first_epoch([(sweep, tmp / "sweep", "activation=slow*/metrics.csv", signal.SIGINT),
+                                 (basic, tmp / "basic", "activation=slow*/metrics.csv", signal.SIGINT),
                                  (single, tmp / "single", "metrics.csv", signal.SIGTERM)])  # fmt: skip
     return {
         "sweep": (sweep.wait(timeout=60), tmp / "sweep"),
+        "basic": (basic.wait(timeout=60), tmp / "basic"),
         "single": (single.wait(timeout=60), tmp / "single"),
-        "sweep_args": sweep_args,
+        "sweep_args": args["sweep"],
+        "basic_args": args["basic"],
     }
 
 
@@ -79,7 +88,7 @@ def runs_by_activation(sweep: Path) -> dict[str, Path]:
     return {read_json(f)["activation"]: f.parent for f in sweep.glob("*/run.json")}
 
 
-@pytest.mark.parametrize("which", ["sweep", "single"])
+@pytest.mark.parametrize("which", ["sweep", "basic", "single"])
 def test_interrupt_exits_nonzero_without_traceback(interrupted, which: str) -> None:
     res, _ = interrupted[which]
     assert res.returncode != 0
@@ -87,10 +96,10 @@ def test_interrupt_exits_nonzero_without_traceback(interrupted, which: str) -> N
     assert "interrupted" in res.stderr
 
 
-@pytest.mark.parametrize("which", ["sweep", "single"])
+@pytest.mark.parametrize("which", ["sweep", "basic", "single"])
 def test_interrupted_run_keeps_its_epochs(interrupted, which: str) -> None:
     _, folder = interrupted[which]
-    run_dir = runs_by_activation(folder)["slow"] if which == "sweep" else folder
+    run_dir = folder if which == "single" else runs_by_activation(folder)["slow"]
     run = read_json(run_dir / "run.json")
     assert run["status"] == "interrupted"
     metrics = pd.read_csv(run_dir / "metrics.csv")
@@ -101,23 +110,36 @@ def test_interrupted_run_keeps_its_epochs(interrupted, which: str) -> None:
 
 
 def test_runs_before_the_interrupt_stay_completed(interrupted) -> None:
-    _, sweep = interrupted["sweep"]
+    _, sweep = interrupted["basic"]
     runs = runs_by_activation(sweep)
     assert set(runs) == {"relu", "slow"}
     assert read_json(runs["relu"] / "run.json")["status"] == "completed"
 
 
+def test_every_model_of_a_fused_group_keeps_its_epochs(interrupted) -> None:
+    """Trained side by side, relu and slow were both mid-sweep: both interrupted, same epochs kept."""
+    _, sweep = interrupted["sweep"]
+    runs = {act: read_json(d / "run.json") for act, d in runs_by_activation(sweep).items()}
+    assert {r["status"] for r in runs.values()} == {"interrupted"}
+    assert {r["engine"] for r in runs.values()} == {"stacked"}
+    assert runs["relu"]["epochs_completed"] == runs["slow"]["epochs_completed"] >= 1
+
+
 @pytest.fixture(scope="module")
 def resumed(interrupted, start_run_py):
-    _, sweep = interrupted["sweep"]
+    _, sweep = interrupted["basic"]
     relu = runs_by_activation(sweep)["relu"]
     before = {"run.json": (relu / "run.json").read_text(), "metrics.csv": (relu / "metrics.csv").read_text()}
-    res = start_run_py(*interrupted["sweep_args"], "resume=true").wait()
-    return res, sweep, before
+    res = start_run_py(*interrupted["basic_args"], "resume=true").wait()
+    fused = start_run_py(*interrupted["sweep_args"], "resume=true").wait()
+    return res, sweep, before, fused, interrupted["sweep"][1]
 
 
-def test_resume_finishes_the_sweep(resumed) -> None:
-    res, sweep, _ = resumed
+@pytest.mark.parametrize("which", ["basic", "fused"])
+def test_resume_finishes_the_sweep(resumed, which: str) -> None:
+    res, sweep, _, fused, fused_sweep = resumed
+    if which == "fused":
+        res, sweep = fused, fused_sweep
     assert res.returncode == 0, res.stderr[-3000:]
     runs = runs_by_activation(sweep)
     assert set(runs) == {"relu", "slow"}, "resume must reuse the same job folders"
@@ -131,7 +153,7 @@ def test_resume_finishes_the_sweep(resumed) -> None:
 
 
 def test_resume_skips_completed_runs(resumed) -> None:
-    _, sweep, before = resumed
+    _, sweep, before, _, _ = resumed
     relu = runs_by_activation(sweep)["relu"]
     after = read_json(relu / "run.json")
     assert after["started"] == json.loads(before["run.json"])["started"]

@@ -90,7 +90,7 @@ def plan(configs: Sequence[dict[str, Any]], max_models: int) -> list[list[int]]:
         for seeds, vs in rects.items():
             # split big rectangles: whole seeds (all variants) first, variants only when one seed is too many
             per_seed = max(1, max_models // len(vs))
-            v_chunks = [vs] if len(vs) <= max_models else [vs[i : i + max_models] for i in range(0, len(vs), max_models)]
+            v_chunks = [vs[i : i + max_models] for i in range(0, len(vs), max_models)]
             for chunk in v_chunks:
                 for s in range(0, len(seeds), per_seed):
                     groups.append([variants[v][seed] for seed in seeds[s : s + per_seed] for v in chunk])
@@ -172,7 +172,8 @@ class Progress:
             self.bar.update(n)
         else:
             rate = (time.perf_counter() - self.t0) / max(self.done, 1)
-            log.info("%s [%d/%d model-epochs, ETA %.0f s]", text, self.done, self.total, rate * (self.total - self.done))
+            eta = rate * (self.total - self.done)
+            log.info("%s [%d/%d model-epochs, ETA %.0f s]", text, self.done, self.total, eta)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -12,6 +12,7 @@ removed and everything written before stays.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
@@ -107,10 +108,8 @@ class CsvLog:
         self.last = rows[-1] if rows else self.last
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._file.close()
-        except OSError:
-            pass
 
 
 def _read_json(path: Path) -> dict | None:
@@ -155,7 +154,8 @@ def existing(out_dir: Path, config: dict, resume: bool) -> dict | None:
             raise ConfigError(f"{out_dir}/run.json exists but is unreadable: pass resume=true to redo that run")
         return None
     same = runs.identity(record.get("config") or {}) == runs.identity(config)
-    if same and out_dir.resolve() in _WRITTEN and record.get("status") in runs.FINISHED:
+    if same and out_dir.resolve() in _WRITTEN and record.get("status") in runs.FINISHED and not consistent(
+            out_dir, record):  # fmt: skip
         log.info("%s: this sweep already trained this exact run; its result is reused", out_dir)
         return record
     if not resume:
@@ -277,8 +277,9 @@ class RunRecorder:
         self.finished = True
         self.record.update(self.extra, status=self.status)
         if self.metrics is not None and self.metrics.last is not None:
-            self.record.update(epochs_completed=self.metrics.count,
-                               final={k: self.metrics.last.get(k) for k in [*runs.FINAL_METRICS, *runs.VALIDATION_METRICS]})  # fmt: skip
+            last = self.metrics.last
+            final = {k: last.get(k) for k in [*runs.FINAL_METRICS, *runs.VALIDATION_METRICS]}
+            self.record.update(epochs_completed=self.metrics.count, final=final)
         for csv_log in (self.metrics, self.diagnostics):
             if csv_log is not None:
                 csv_log.close()

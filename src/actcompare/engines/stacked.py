@@ -95,7 +95,8 @@ class StackedEngine:
             self.acts.append(row)
         self._act_modules = [m for row in self.acts for a in row for m in (a if isinstance(a, list) else [a])]
         self.params = [*self.weights, *self.biases, *act_params]
-        self.graphed = device.type == "cuda" and "capturable" in inspect.signature(_optimizer_class(optimizer)).parameters
+        capturable = "capturable" in inspect.signature(_optimizer_class(optimizer)).parameters
+        self.graphed = device.type == "cuda" and capturable
         self.optimizer = optimizer(self.params, capturable=True) if self.graphed else optimizer(self.params)
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]  # batch order
         self._graph: torch.cuda.CUDAGraph | None = None

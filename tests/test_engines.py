@@ -1,0 +1,152 @@
+"""The stacked engine through run_group (in-process): same numbers as the per-run engine, grouping,
+and every model's own fate in a shared program: divergence, a crash, Ctrl-C, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from actcompare import runs
+from actcompare.errors import ConfigError
+from actcompare.experiment import RunSpec, group_key, plan, run_group
+
+from . import helpers
+from .conftest import read_json
+
+ACT = {
+    "relu": [],
+    "prelu": ["activation=prelu"],
+    "amplify": ["activation.name=amplify", "activation.module._target_=tests.helpers.Amplify"],
+    "crash": ["activation.name=crash", "activation.module._target_=tests.helpers.Exploding"],
+    "later": ["activation.name=later", "activation.module._target_=tests.helpers.FailsLater"],
+}
+
+
+def specs(tiny_cfg, root: Path, acts, seeds, *extra: str) -> list[RunSpec]:
+    return [RunSpec(tiny_cfg(*ACT[a], f"seed={s}", *extra), root / f"{a}-{s}") for s in seeds for a in acts]
+
+
+def metrics(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / "metrics.csv").drop(columns="epoch_seconds")
+
+
+def test_stacked_equals_single(tiny_cfg, tmp_path: Path) -> None:
+    """relu and prelu (its own slope per model and layer) x 2 seeds, 2 epochs, both engines."""
+    for engine in ("stacked", "single"):
+        records = run_group(specs(tiny_cfg, tmp_path / engine, ["relu", "prelu"], [0, 1], "epochs=2"), engine=engine)
+        assert {r["status"] for r in records} == {"completed"}
+        assert {r["engine"] for r in records} == {engine}
+    for folder in sorted((tmp_path / "single").iterdir()):
+        single, stacked = metrics(folder), metrics(tmp_path / "stacked" / folder.name)
+        for col in ("train_loss", "test_loss"):
+            assert ((stacked[col] - single[col]).abs() <= 1e-4 * single[col].abs()).all(), (folder.name, col)
+        for col in ("train_acc", "test_acc"):
+            assert ((stacked[col] - single[col]).abs() <= 0.003).all(), (folder.name, col)
+        diag = pd.read_csv(tmp_path / "stacked" / folder.name / "diagnostics.csv")
+        assert list(diag.columns) == runs.DIAGNOSTIC_COLUMNS and len(diag) == 2 * 3
+        assert (tmp_path / "stacked" / folder.name / "model.pt").is_file()
+
+
+def test_same_command_twice_gives_identical_metrics(tiny_cfg, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        run_group(specs(tiny_cfg, tmp_path / name, ["relu", "prelu"], [0, 1], "epochs=1", "diagnostics=false",
+                        "save_model=false"))  # fmt: skip
+    for folder in (tmp_path / "a").iterdir():
+        pd.testing.assert_frame_equal(metrics(folder), metrics(tmp_path / "b" / folder.name))
+
+
+def test_a_diverging_model_stops_and_the_others_go_on(tiny_cfg, tmp_path: Path) -> None:
+    records = run_group(specs(tiny_cfg, tmp_path, ["relu", "amplify"], [0], "epochs=3"))
+    by = {r["activation"]: r for r in records}
+    assert by["amplify"]["status"] == "diverged" and by["amplify"]["diverged_epoch"] == 1
+    assert "nats" in by["amplify"]["diverged_reason"] or "loss is" in by["amplify"]["diverged_reason"]
+    assert len(pd.read_csv(tmp_path / "amplify-0" / "metrics.csv")) == 1
+    assert by["relu"]["status"] == "completed" and by["relu"]["epochs_completed"] == 3
+
+
+def test_a_crashing_activation_fails_alone(tiny_cfg, tmp_path: Path) -> None:
+    records = run_group(specs(tiny_cfg, tmp_path, ["relu", "crash"], [0, 1], "epochs=1"))
+    by = {(r["activation"], r["seed"]): r for r in records}
+    assert {by["crash", s]["status"] for s in (0, 1)} == {"failed"}
+    assert "boom" in by["crash", 0]["error"]
+    assert {by["relu", s]["status"] for s in (0, 1)} == {"completed"}
+    assert read_json(tmp_path / "crash-0" / "run.json")["status"] == "failed"
+
+
+def test_a_late_crash_falls_back_to_one_model_at_a_time(tiny_cfg, tmp_path: Path) -> None:
+    helpers.FailsLater.calls = 0
+    records = run_group(specs(tiny_cfg, tmp_path, ["relu", "later"], [0], "epochs=2"))
+    by = {r["activation"]: r for r in records}
+    assert by["later"]["status"] == "failed" and "fails later" in by["later"]["error"]
+    assert by["relu"]["status"] == "completed" and by["relu"]["engine"] == "single"
+    assert len(pd.read_csv(tmp_path / "relu-0" / "metrics.csv")) == 2
+
+
+def test_ctrl_c_keeps_every_models_epochs_and_resume_redoes_only_unfinished(tiny_cfg, tmp_path, monkeypatch) -> None:
+    from actcompare.engines import stacked
+
+    real = stacked.StackedEngine.train_epoch
+    calls = []
+
+    def interrupt_in_epoch_2(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self)
+
+    # relu seed 9 finishes first (its own group: a different seed set), then the pair is interrupted
+    done = run_group(specs(tiny_cfg, tmp_path, ["relu"], [9], "epochs=3"))
+    assert done[0]["status"] == "completed"
+    monkeypatch.setattr(stacked.StackedEngine, "train_epoch", interrupt_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_group(specs(tiny_cfg, tmp_path, ["relu", "prelu"], [0], "epochs=3"))
+    for name in ("relu-0", "prelu-0"):
+        run = read_json(tmp_path / name / "run.json")
+        assert run["status"] == "interrupted" and run["epochs_completed"] == 1
+        assert len(pd.read_csv(tmp_path / name / "metrics.csv")) == 1
+    monkeypatch.setattr(stacked.StackedEngine, "train_epoch", real)
+    before = (tmp_path / "relu-9" / "run.json").read_text()
+    all_specs = specs(tiny_cfg, tmp_path, ["relu"], [9], "epochs=3", "resume=true") + specs(
+        tiny_cfg, tmp_path, ["relu", "prelu"], [0], "epochs=3", "resume=true")  # fmt: skip
+    records = run_group(all_specs)
+    assert {r["status"] for r in records} == {"completed"}
+    assert (tmp_path / "relu-9" / "run.json").read_text() == before  # finished: not redone
+
+
+def test_resume_redoes_a_run_whose_metrics_were_cut(tiny_cfg, tmp_path: Path) -> None:
+    (first,) = run_group(specs(tiny_cfg, tmp_path, ["relu"], [0], "epochs=2"))
+    path = tmp_path / "relu-0" / "metrics.csv"
+    path.write_text(path.read_text()[:-15])  # cut mid-line
+    (again,) = run_group(specs(tiny_cfg, tmp_path, ["relu"], [0], "epochs=2", "resume=true"))
+    assert again["started"] >= first["started"] and again is not first
+    assert len(pd.read_csv(path)) == 2
+    assert read_json(tmp_path / "relu-0" / "run.json")["final"]["test_acc"] == pytest.approx(
+        pd.read_csv(path)["test_acc"].iloc[-1])  # fmt: skip
+
+
+def test_a_finished_folder_is_never_overwritten_without_resume(tiny_cfg, tmp_path: Path) -> None:
+    run_group(specs(tiny_cfg, tmp_path, ["relu"], [0], "epochs=1"))
+    before = (tmp_path / "relu-0" / "metrics.csv").read_text()
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        run_group(specs(tiny_cfg, tmp_path, ["relu"], [0], "epochs=2"))
+    assert (tmp_path / "relu-0" / "metrics.csv").read_text() == before
+
+
+def test_plan_groups_what_can_share_a_program(tiny_cfg, tmp_path: Path) -> None:
+    def cfg(*o: str) -> dict:
+        return RunSpec(tiny_cfg(*o), tmp_path).config
+
+    jobs = [cfg(f"activation={a}", f"seed={s}") for a in ("relu", "tanh", "sigmoid") for s in (0, 1)]
+    assert [sorted(g) for g in plan(jobs, 64)] == [list(range(6))]
+    assert sorted(len(g) for g in plan(jobs, 3)) == [3, 3]  # whole seeds: 3 variants each
+    # another lr, or another batch size: another group; the same run twice: never in one group
+    other = [cfg("optimizer.lr=0.01"), cfg("batch_size=32"), cfg("seed=0")]
+    groups = plan(jobs + other, 64)
+    assert sorted(map(len, groups)) == [1, 1, 1, 6]
+    assert group_key(cfg("activation=tanh", "seed=5", "model.init=xavier")) == group_key(cfg())
+    assert group_key(cfg("epochs=3")) != group_key(cfg())
+    # a ragged set (relu with seeds 0,1; tanh with seed 0) splits into rectangles
+    ragged = [cfg("seed=0"), cfg("seed=1"), cfg("activation=tanh", "seed=0")]
+    assert sorted(map(len, plan(ragged, 64))) == [1, 2]
