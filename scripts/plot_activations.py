@@ -1,7 +1,11 @@
 """Draw every configured activation (conf/activation/*.yaml) and its autograd derivative.
 
-    python scripts/plot_activations.py                      # -> outputs/activations.png
+Each panel covers a range that shows the activation's features (relu6's clip at 6, the flat tails
+of sigmoid and tanh), in the activation's fixed report colour; a PDF is written beside the PNG.
+
+    python scripts/plot_activations.py                      # -> outputs/activations.png (+ .pdf)
     python scripts/plot_activations.py --out fig.png relu gelu
+    python scripts/plot_activations.py --range -5 5         # one range for every panel
 """
 
 import argparse
@@ -10,7 +14,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from actcompare.shapes import plot_activation_shapes
+from actcompare.report.figures import plot_activation_shapes
 
 CONF = Path(__file__).resolve().parent.parent / "src" / "actcompare" / "conf"
 
@@ -18,7 +22,9 @@ CONF = Path(__file__).resolve().parent.parent / "src" / "actcompare" / "conf"
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="activation config names (default: all)")
-    parser.add_argument("--out", default="outputs/activations.png", help="PNG to write")
+    parser.add_argument("--out", default="outputs/activations.png", help="PNG to write (a PDF goes beside it)")
+    parser.add_argument("--range", nargs=2, type=float, metavar=("LO", "HI"),
+                        help="x range of every panel (default: per activation, wide enough to show its features)")
     args = parser.parse_args(argv)
     available = sorted(p.stem for p in (CONF / "activation").glob("*.yaml"))
     unknown = sorted(set(args.names) - set(available))
@@ -31,7 +37,7 @@ def main(argv=None) -> int:
         for name in args.names or available:
             cfg = compose(config_name="config", overrides=[f"activation={name}"])
             modules[cfg.activation.name] = cfg.activation.module
-    print(f"wrote {plot_activation_shapes(modules, args.out)}")
+    print(f"wrote {plot_activation_shapes(modules, args.out, tuple(args.range) if args.range else None)}")
     return 0
 
 

@@ -306,3 +306,59 @@ def assert_clean_error(res: subprocess.CompletedProcess, max_lines: int = 12) ->
     assert "Traceback" not in res.stderr + res.stdout, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert 1 <= len(lines) <= max_lines, f"stderr should be a short message, got {len(lines)} lines:\n{res.stderr}"
+
+
+# ---------------------------------------------------------------- synthetic run folders (report tests)
+
+ACT_MODULES = {"relu": "torch.nn.ReLU", "tanh": "torch.nn.Tanh", "sigmoid": "torch.nn.Sigmoid",
+               "leaky_relu": "torch.nn.LeakyReLU"}  # fmt: skip
+
+
+def write_run(
+    folder: Path,
+    activation: str = "relu",
+    seed: int = 0,
+    test_acc: Sequence[float] = (0.95, 0.97),
+    status: str = "completed",
+    val_acc: Sequence[float] | None = None,
+    train_loss: Sequence[float] | None = None,
+    module: str | None = None,
+    **config: object,
+) -> Path:
+    """A run folder as the recorder writes it (run.json + metrics.csv), without training.
+
+    ``config`` entries override top-level config keys (e.g. epochs=5, optimizer={"lr": 0.1}).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(test_acc)
+    train_loss = list(train_loss) if train_loss is not None else [0.5 / (e + 1) for e in range(n)]
+    cfg = {
+        "activation": {"name": activation,
+                       "module": {"_target_": module or ACT_MODULES.get(activation, "torch.nn.ReLU")}},
+        "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.001},
+        "model": {"hidden_sizes": [32, 32], "depth": None},
+        "data": {"root": "/data", "train_samples": 512, "val_samples": None},
+        "seed": seed, "epochs": n, "batch_size": 64, "device": "cpu",
+    }  # fmt: skip
+    cfg.update(config)
+    rows = []
+    for e in range(n):
+        val = "" if val_acc is None else val_acc[e]
+        rows.append(f"{activation},{seed},{e + 1},{train_loss[e]},{1 - train_loss[e] / 2},{0.4 / (e + 1)},"
+                    f"{test_acc[e]},{'' if val_acc is None else 0.3},{val},0.5")  # fmt: skip
+    header = "activation,seed,epoch,train_loss,train_acc,test_loss,test_acc,val_loss,val_acc,epoch_seconds"
+    (folder / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")
+    final = {"train_loss": train_loss[-1], "train_acc": 1 - train_loss[-1] / 2, "test_loss": 0.4 / n,
+             "test_acc": test_acc[-1]} if n else {}  # fmt: skip
+    record = {"status": status, "activation": activation, "seed": seed, "overrides": [f"activation={activation}"],
+              "choices": {"activation": activation}, "config": cfg, "epochs_completed": n, "final": final,
+              "error": "boom" if status == "failed" else None, "started": f"2026-01-01T00:00:{seed:02d}",
+              "git_commit": "abc", "torch": "2", "device": "cpu"}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(record))
+    return folder
+
+
+@pytest.fixture
+def make_run():
+    """make_run(folder, activation="relu", seed=0, test_acc=(...), status=..., **config) -> folder."""
+    return write_run

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
+from actcompare.runs import METRIC_COLUMNS
+
 from .conftest import REPO, assert_clean_error, read_json
 
 pytestmark = pytest.mark.slow
 
-METRIC_COLUMNS = ["activation", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"]
 RUN_FILES = ("metrics.csv", "run.json", "diagnostics.csv", "model.pt", "confusion.csv", "examples.npz", "run.log",
              ".hydra/config.yaml", ".hydra/overrides.yaml")  # fmt: skip
 SWEEP_FILES = ("results.csv", "runs.csv", "summary.csv", "diagnostics.csv", "train_loss.png", "test_loss.png",
@@ -36,11 +37,29 @@ BAD = {  # name: (run.py arguments, text stderr must contain)
     "misspelt_key": (["epoch=3"], ["unknown key 'epoch'", "did you mean 'epochs'"]),
     "misspelt_nested_key": (["model.hiden_sizes=[64]"], ["unknown key 'model.hiden_sizes'", "model.hidden_sizes"]),
     "appended_unknown_key": (["+epoch=3"], ["unknown key 'epoch'", "did you mean 'epochs'"]),
-    "unknown_launcher": (["-m", "hydra/launcher=nonexistent"], ["hydra/launcher/nonexistent", "basic, joblib"]),
+    "unknown_launcher": (["-m", "hydra/launcher=nonexistent"], ["unknown hydra/launcher 'nonexistent'", "basic, ",
+                                                                "joblib, "]),
+    "unknown_activation_in_sweep": (["-m", "activation=relu,relux"], ["unknown activation 'relux'",
+                                                                      "(did you mean 'relu'?)"]),
+    "key_elsewhere": (["lr=0.01"], ["unknown key 'lr' (did you mean 'optimizer.lr'?)"]),
+    "appended_key_elsewhere": (["+lr=0.01"], ["unknown key 'lr' (did you mean 'optimizer.lr'?)"]),
+    # refused by validate(), before any data is read: data.root points nowhere (see procs)
+    "optimizer_kwarg": (["+optimizer.momentum=0.9"], ["unknown key 'optimizer.momentum'", "Adam does not take"]),
+    "activation_kwarg": (["+activation.module.slope=1"], ["unknown key 'activation.module.slope'"]),
+    "activation_unknown_key": (["+activation.foo=1"], ["unknown key 'activation.foo'"]),
+    "unsafe_activation_name": (["activation.name=../../../escaped"], ["activation.name=../../../escaped is not"]),
+    "seed_beyond_32_bits": ([f"seed={2**40}"], [f"seed={2**40} is not allowed"]),
+    "more_samples_than_mnist": (["data.train_samples=10000000"], ["data.train_samples=10000000 is more than"]),
+    # the tiny MNIST holds 512 training images: refused when its files are read, before training
+    "more_samples_than_the_files": (["data.train_samples=1000"], ["data.train_samples=1000 but", "only 512"]),
     "override_syntax": (["activation=relu,"], ["cannot parse the override 'activation=relu,'"]),
     "cuda_without_gpu": (["device=cuda"], ["cuda"]),
     "missing_data": (["data.download=false"], ["missing"]),  # data.root: see procs
 }
+
+
+BEFORE_DATA = ("optimizer_kwarg", "activation_kwarg", "activation_unknown_key", "unsafe_activation_name",
+               "seed_beyond_32_bits", "more_samples_than_mnist")  # fmt: skip
 
 
 def start_background(request: pytest.FixtureRequest) -> dict:
@@ -65,7 +84,18 @@ def start_background(request: pytest.FixtureRequest) -> dict:
             continue
         if name == "missing_data":
             args = [*args, f"data.root={tmp / 'no_data_here'}"]
+        if name in BEFORE_DATA:  # if the data were read first, this would fail with "MNIST not found"
+            args = [*args, f"data.root={tmp / 'no_data_here'}", "data.download=false"]
         start(name, *args, multirun="-m" in args)
+    # a user's own config folder, as Hydra's --config-dir adds it (and --help lists it)
+    user_conf = tmp / "user_conf"
+    (user_conf / "activation").mkdir(parents=True)
+    (user_conf / "activation" / "boom.yaml").write_text("name: boom\nmodule:\n  _target_: torch.nn.ReLU\n")
+    start("config_dir_sweep", f"--config-dir={user_conf}", "-m", "activation=relu,boom", "epochs=1",
+          "data.train_samples=128", "model.hidden_sizes=[16]", "diagnostics=false", "save_model=false",
+          multirun=True)  # fmt: skip
+    start("config_dir_typo", f"--config-dir={user_conf}", "activation=boomx")
+    start("help", f"--config-dir={user_conf}", "--help")
     # (an empty folder and the in-process checks: test_report.py)
     started["report_missing"] = (start_run_py(str(tmp / "not_there"), script="scripts/report.py", queued=True), None)
     return started
@@ -181,6 +211,10 @@ def test_bad_input_fails_cleanly(procs, name: str) -> None:
         assert text in res.stderr, f"{text!r} not in stderr:\n{res.stderr}"
     trained = list(out.rglob("metrics.csv")) if out.exists() else []
     assert not trained, f"nothing may be trained on bad input: {trained}"
+    if name in BEFORE_DATA:
+        assert "MNIST" not in res.stderr, "must be refused before the data is read"
+    if name == "unsafe_activation_name":
+        assert not list(out.parent.parent.rglob("escaped*")), "nothing may be written outside the run folder"
 
 
 def test_unknown_activation_is_one_line(procs) -> None:
@@ -233,3 +267,83 @@ def test_crashing_single_run(procs) -> None:
     assert res.stderr.startswith("error: the run failed") and "boom" in res.stderr, res.stderr
     run = read_json(out / "run.json")
     assert run["status"] == "failed" and "boom" in run["error"]
+
+
+# ---------------------------------------------------------------- users' own configs, --help
+
+
+def test_config_dir_adds_an_activation(procs) -> None:
+    """Hydra's --config-dir (not only the packaged configs) provides options to the sweep."""
+    res, sweep = result(procs, "config_dir_sweep")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert {read_json(d / "run.json")["activation"] for d in job_dirs(sweep)} == {"relu", "boom"}
+
+
+def test_config_dir_typo_lists_the_users_options_too(procs) -> None:
+    res, _ = result(procs, "config_dir_typo")
+    assert_clean_error(res, max_lines=1)
+    assert "unknown activation 'boomx' (did you mean 'boom'?): choose one of boom, elu, " in res.stderr, res.stderr
+
+
+def test_help_explains_keys_defaults_launchers_and_presets(procs) -> None:
+    from actcompare.schema import LAUNCHERS, documented_keys
+
+    res, _ = result(procs, "help")
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = res.stdout
+    assert text.startswith("actcompare: "), text[:500]
+    lines = text.splitlines()
+    for key, default, meaning in documented_keys():
+        assert any(line.split()[:1] == [key] and default in line and meaning in line for line in lines), key
+    for launcher in LAUNCHERS:
+        assert launcher in text, launcher
+    assert "hparams_search=lr_optuna" in text and "experiment: all_activations, depth" in text
+    assert "activation: boom, elu, " in text  # the groups as Hydra sees them, --config-dir included
+    assert "epochs: 10" in text  # the composed config
+
+
+# ---------------------------------------------------------------- Ctrl-C at any moment
+
+
+def _slow_run(start_run_py, extra_conf: str, tmp: Path):
+    return start_run_py("activation=slow", "epochs=200", extra_conf, f"hydra.run.dir={tmp}", "diagnostics=false")
+
+
+def _assert_interrupted(res) -> None:
+    assert res.returncode == 130, (res.returncode, res.stderr[-3000:])
+    assert "Traceback" not in res.stderr + res.stdout, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("interrupted"), res.stderr
+
+
+@pytest.mark.parametrize("delays", [(0.2,), (0.2, 0.25), (1.0,), (1.0, 1.02)], ids=["early", "early-twice",
+                                                                                      "importing", "importing-twice"])
+def test_ctrl_c_while_starting(start_run_py, extra_conf: str, tmp_path: Path, delays: tuple[float, ...]) -> None:
+    """Ctrl-C (once or twice) while Python imports torch and Hydra: exit 130 with one line."""
+    import signal
+    import time
+
+    proc = _slow_run(start_run_py, extra_conf, tmp_path)
+    t0 = time.monotonic()
+    for delay in delays:
+        time.sleep(max(0.0, t0 + delay - time.monotonic()))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    _assert_interrupted(proc.wait(timeout=60))
+    assert not list(tmp_path.glob("**/metrics.csv")) or read_json(tmp_path / "run.json")["status"] == "interrupted"
+
+
+def test_double_ctrl_c_while_training(start_run_py, extra_conf: str, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = _slow_run(start_run_py, extra_conf, tmp_path)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "metrics.csv").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.wait().stderr[-3000:]
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.03)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    _assert_interrupted(proc.wait(timeout=60))

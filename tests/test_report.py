@@ -1,38 +1,51 @@
-"""build_report() on run folders written by run_experiment(), and scripts/report.py's errors."""
+"""The sweep report on synthetic run folders (run.json + metrics.csv written directly, no training):
+tables, statistics, de-duplication, grouping by identity, checks of the files, and scripts/report.py."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 from actcompare.errors import UserError
-from actcompare.experiment import run_experiment
-from actcompare.report import build_report, load_sweep, summarize
+from actcompare.files import atomic_path, atomic_write
+from actcompare.report import build_report, failed_runs, load_sweep, summarize
 
-from .conftest import REPO
+from .conftest import REPO, subprocess_env, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("train_loss.png", "test_loss.png", "test_accuracy.png")
+# Final test accuracies per activation and seed: relu beats sigmoid by ~0.3 points in every seed.
+ACCS = {
+    "relu": {0: 0.979, 1: 0.981, 2: 0.977},
+    "tanh": {0: 0.978, 1: 0.982, 2: 0.976},
+    "sigmoid": {0: 0.9755, 1: 0.978, 2: 0.974},
+}
+
+
+def write_sweep(root: Path, accs: dict = ACCS, **config) -> Path:
+    for act, seeds in accs.items():
+        for seed, acc in seeds.items():
+            write_run(root / f"activation={act},seed={seed}", act, seed, (acc - 0.02, acc - 0.005, acc), **config)
+    return root
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tiny_cfg, tmp_path_factory) -> Path:
-    """relu and tanh x seeds 0, 1 (2 epochs each) plus one failed run, laid out like a Hydra sweep."""
-    root = tmp_path_factory.mktemp("sweep")
-    for act in ("relu", "tanh"):
-        for seed in (0, 1):
-            overrides = [f"activation={act}", f"seed={seed}", "epochs=2"]
-            run_experiment(tiny_cfg(*overrides), root / f"activation={act},seed={seed}", overrides=overrides,
-                           choices={"activation": act})  # fmt: skip
-    # What run.py records for an activation file crash.yaml whose module raises.
-    crash = ["activation.name=crash", "activation.module._target_=tests.helpers.Exploding", "epochs=2"]
-    run_experiment(tiny_cfg(*crash), root / "activation=crash,seed=0", overrides=["activation=crash", "epochs=2"],
-                   choices={"activation": "crash"})  # fmt: skip
+def sweep_dir(tmp_path_factory) -> Path:
+    """relu, tanh, sigmoid x seeds 0-2 (3 epochs), plus a failed, an interrupted and a running run."""
+    root = write_sweep(tmp_path_factory.mktemp("sweep"))
+    write_run(root / "activation=relu,seed=3", "relu", 3, (), status="failed", epochs=3)
+    write_run(root / "activation=tanh,seed=3", "tanh", 3, (0.9,), status="interrupted", epochs=3)
+    write_run(root / "activation=sigmoid,seed=3", "sigmoid", 3, (0.9,), status="running", epochs=3)
     return root
 
 
@@ -41,18 +54,11 @@ def report(sweep_dir: Path) -> dict[str, Path]:
     return build_report([sweep_dir])
 
 
-def finals(sweep_dir: Path) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for f in sorted(sweep_dir.glob("activation=*,seed=*/metrics.csv")):
-        df = pd.read_csv(f)
-        if df.empty:  # the failed run: header only
-            continue
-        out.setdefault(df["activation"].iloc[0], []).append(float(df["test_acc"].iloc[-1]))
-    return out
+# ---------------------------------------------------------------- files and tables
 
 
 def test_files_are_written(report: dict[str, Path], sweep_dir: Path) -> None:
-    for name in ("results.csv", "runs.csv", "summary.csv", "diagnostics.csv", "report.md", *PLOTS):
+    for name in ("results.csv", "runs.csv", "summary.csv", "comparisons.csv", "report.md", *PLOTS):
         path = sweep_dir / name
         assert path.is_file() and path.stat().st_size > 0, name
     assert report["report"] == sweep_dir / "report.md"
@@ -60,65 +66,55 @@ def test_files_are_written(report: dict[str, Path], sweep_dir: Path) -> None:
         assert path.exists(), name
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == PNG_MAGIC, name
+            assert path.with_suffix(".pdf").read_bytes()[:4] == b"%PDF", f"{name}: no PDF beside it"
     assert not list(sweep_dir.glob(".*.tmp")), "temporary files left behind"
-
-
-def test_results_and_runs(report, sweep_dir: Path) -> None:
-    results = pd.read_csv(sweep_dir / "results.csv")
-    assert len(results) == 4 * 2  # the failed run has no epoch rows
-    for col in ("run", "status", "activation", "seed", "epoch", "train_loss", "test_loss", "test_acc", "group"):
-        assert col in results.columns, col
-    runs = pd.read_csv(sweep_dir / "runs.csv")
-    assert len(runs) == 5
-    assert sorted(runs["status"]) == ["completed"] * 4 + ["failed"]
-    crashed = runs[runs["status"] == "failed"].iloc[0]
-    assert crashed["activation"] == "crash" and "boom" in crashed["error"]
 
 
 def test_summary_statistics(report, sweep_dir: Path) -> None:
     summary = pd.read_csv(sweep_dir / "summary.csv", index_col=0)
-    for stat in ("mean", "std", "ci95_low", "ci95_high"):
-        assert f"final_test_acc_{stat}" in summary.columns, stat
-    assert set(summary["activation"]) == {"relu", "tanh", "crash"}
-    by_act = summary.set_index("activation")
-    assert by_act.loc["crash", "runs"] == 1 and by_act.loc["crash", "failed"] == 1
-    assert math.isnan(by_act.loc["crash", "final_test_acc_mean"])
-    for act, values in finals(sweep_dir).items():
-        row = by_act.loc[act]
-        assert row["runs"] == 2 and row["completed"] == 2
-        s = pd.Series(values)
+    for col in ("final_test_acc_mean", "final_test_acc_std", "final_test_acc_ci95_low", "final_test_acc_ci95_high",
+                "diff", "diff_ci_low", "diff_ci_high", "p", "p_adj", "test", "n_pairs", "mdd", "baseline"):  # fmt: skip
+        assert col in summary.columns, col
+    by = summary.set_index("activation")
+    for act, seeds in ACCS.items():
+        s = pd.Series(seeds)
+        row = by.loc[act]
+        assert row["runs"] == 4 and row["completed"] == 3
         assert row["final_test_acc_mean"] == pytest.approx(s.mean())
         assert row["final_test_acc_std"] == pytest.approx(s.std(ddof=1), abs=1e-12)
-        half = stats.t.ppf(0.975, 1) * s.std(ddof=1) / math.sqrt(2)
-        # Student t interval over seeds, clipped to the possible range of an accuracy.
-        assert row["final_test_acc_ci95_low"] == pytest.approx(max(s.mean() - half, 0.0), abs=1e-9)
-        assert row["final_test_acc_ci95_high"] == pytest.approx(min(s.mean() + half, 1.0), abs=1e-9)
-        assert row["final_test_acc_ci95_low"] <= row["final_test_acc_mean"] <= row["final_test_acc_ci95_high"]
-    # Sorted best first.
-    means = summary["final_test_acc_mean"].dropna().tolist()
-    assert means == sorted(means, reverse=True)
+        half = stats.t.ppf(0.975, 2) * s.std(ddof=1) / math.sqrt(3)
+        assert row["final_test_acc_ci95_low"] == pytest.approx(s.mean() - half, abs=1e-9)
+    # The failed count is failed runs only; interrupted and running runs are counted apart.
+    assert by.loc["relu", "failed"] == 1 and by.loc["tanh", "failed"] == 0 and by.loc["sigmoid", "failed"] == 0
+    assert by.loc["tanh", "interrupted"] == 1 and by.loc["sigmoid", "interrupted"] == 1
+    # Against the declared baseline (relu, present), paired by seed, Holm over the 2 comparisons.
+    assert (by["baseline"] == "relu").all()
+    sig = by.loc["sigmoid"]
+    assert sig["test"] == "paired t" and sig["n_pairs"] == 3
+    p = stats.ttest_rel([ACCS["sigmoid"][s] for s in range(3)], [ACCS["relu"][s] for s in range(3)]).pvalue
+    p_tanh = stats.ttest_rel([ACCS["tanh"][s] for s in range(3)], [ACCS["relu"][s] for s in range(3)]).pvalue
+    assert sig["p"] == pytest.approx(p)
+    assert sig["p_adj"] == pytest.approx(min(1.0, max(2 * min(p, p_tanh), p if p > p_tanh else 2 * p)))
+    assert sig["diff"] == pytest.approx(np.mean([ACCS["sigmoid"][s] - ACCS["relu"][s] for s in range(3)]))
+    assert sig["diff_ci_low"] < sig["diff"] < sig["diff_ci_high"] and sig["mdd"] > 0
+    assert pd.isna(by.loc["relu", "p"])
 
 
-def test_report_md(report, sweep_dir: Path) -> None:
+def test_report_md_sentences(report, sweep_dir: Path) -> None:
     text = (sweep_dir / "report.md").read_text()
-    for act in ("relu", "tanh"):
-        assert act in text
     for plot in PLOTS:
         assert f"]({plot})" in text, plot
-    assert "crash" in text and "failed" in text and "boom" in text
+    assert "baseline **relu**" in text
+    assert "sigmoid − relu = " in text and "paired t over 3 seeds, Holm-adjusted p = " in text
+    assert "run more seeds to resolve less" in text or "is worse than relu" in text
+    assert "**failed**" in text and "boom" in text and "**interrupted**" in text and "**running**" in text
+    assert "test-selected" not in text or "No validation split" in text
 
 
-def test_summarize_matches_load_sweep(sweep_dir: Path) -> None:
-    sweep = load_sweep([sweep_dir])
-    assert sweep.group_cols == ["activation"]
-    summary = summarize(sweep)
-    assert summary.loc["relu", "runs"] == 2
-
-
-def test_report_is_rebuilt_elsewhere(sweep_dir: Path, tmp_path: Path) -> None:
-    written = build_report([sweep_dir], out_dir=tmp_path / "elsewhere")
-    assert (tmp_path / "elsewhere" / "report.md").exists()
-    assert all(Path(p).parent == tmp_path / "elsewhere" for p in written.values())
+def test_failed_runs_lists_failed_interrupted_and_running(sweep_dir: Path) -> None:
+    found = dict(failed_runs([sweep_dir]))
+    assert found == {"activation=relu,seed=3": "boom", "activation=tanh,seed=3": "interrupted",
+                     "activation=sigmoid,seed=3": "running"}  # fmt: skip
 
 
 def test_no_runs(tmp_path: Path) -> None:
@@ -127,6 +123,194 @@ def test_no_runs(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         build_report([tmp_path / "missing"])
     assert build_report([tmp_path], missing_ok=True) == {}
+    assert failed_runs([tmp_path / "missing"]) == []
+
+
+# ---------------------------------------------------------------- pairing, baseline, single seed
+
+
+def test_missing_seed_falls_back_to_welch_and_says_so(tmp_path: Path) -> None:
+    accs = {"relu": ACCS["relu"], "sigmoid": {0: 0.9755, 1: 0.978}}
+    sweep = load_sweep([write_sweep(tmp_path, accs)])
+    row = summarize(sweep).set_index("activation").loc["sigmoid"]
+    assert row["test"] == "Welch t" and row["n_pairs"] == 0
+    assert row["p"] == pytest.approx(stats.ttest_ind([0.9755, 0.978], [*ACCS["relu"].values()], equal_var=False).pvalue)
+    from actcompare.report.markdown import findings
+
+    summary = summarize(sweep)
+    text = "\n".join(findings(summary, summary.attrs["comparisons"], "relu"))
+    assert "Welch t over 2 and 3 seeds (the seeds differ)" in text
+
+
+def test_single_seed_says_no_test_is_possible(tmp_path: Path) -> None:
+    accs = {a: {0: v[0]} for a, v in ACCS.items()}
+    build_report([write_sweep(tmp_path, accs)], out=tmp_path / "r")
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "no test is possible" in text and "p = nan" not in text.lower()
+    summary = pd.read_csv(tmp_path / "r" / "summary.csv").set_index("activation")
+    assert (summary.loc[["tanh", "sigmoid"], "test"] == "none").all()
+
+
+def test_baseline_option_and_all_pairs(tmp_path: Path) -> None:
+    sweep = load_sweep([write_sweep(tmp_path)])
+    summary = summarize(sweep, baseline="tanh")
+    assert summary.attrs["baseline"] == "tanh" and (summary["baseline"] == "tanh").all()
+    assert len(summary.attrs["comparisons"]) == 2
+    pairs = summarize(sweep, all_pairs=True).attrs["comparisons"]
+    assert len(pairs) == 3  # relu-tanh, relu-sigmoid, tanh-sigmoid: one Holm family of 3
+    p = pairs["p"].to_numpy()
+    assert pairs["p_adj"].max() == pytest.approx(min(1.0, max(np.sort(p) * [3, 2, 1])))
+    with pytest.raises(UserError, match="--baseline gelu"):
+        summarize(sweep, baseline="gelu")
+    no_relu = load_sweep([write_sweep(tmp_path / "b", {"tanh": ACCS["tanh"], "sigmoid": ACCS["sigmoid"]})])
+    assert summarize(no_relu).attrs["baseline"] in ("tanh", "sigmoid")
+
+
+# ---------------------------------------------------------------- identity, de-duplication, labels
+
+
+def test_same_sweep_twice_counts_once(sweep_dir: Path, tmp_path: Path) -> None:
+    sweep = load_sweep([sweep_dir, sweep_dir])
+    assert len(sweep.runs) == 12 and sweep.repeated_folders == 12
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep_dir / "activation=relu,seed=0", copy / "activation=relu,seed=0,again")
+    sweep = load_sweep([sweep_dir, copy])  # a re-run of the same config under another folder name
+    assert len(sweep.runs) == 12 and len(sweep.duplicates) == 1
+    summary = summarize(sweep).set_index("activation")
+    assert summary.loc["relu", "completed"] == 3
+    from actcompare.report.markdown import render
+
+    text = render(sweep, [str(sweep_dir), str(copy)], summarize(sweep), None, [])
+    assert "De-duplicated: 1 run(s)" in text
+
+
+def test_duplicate_prefers_the_completed_record(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "relu", 0, (0.5,), status="interrupted")
+    write_run(tmp_path / "b", "relu", 0, (0.5,), status="completed")
+    sweep = load_sweep([tmp_path])
+    assert sweep.runs["run"].tolist() == ["b"] and sweep.duplicates == [("a", "b")]
+    assert failed_runs([tmp_path]) == []  # the interrupted run was redone
+
+
+def test_groups_follow_identity_not_overrides(tmp_path: Path) -> None:
+    """Two sweeps whose epochs differ (an override in neither) are two groups, not one."""
+    a = write_sweep(tmp_path / "ten", {"relu": ACCS["relu"]})
+    b = tmp_path / "five"
+    for seed, acc in ACCS["relu"].items():
+        write_run(b / f"activation=relu,seed={seed}", "relu", seed, (acc - 0.01, acc - 0.004, acc - 0.002, acc - 0.001,
+                                                                    acc), optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})  # fmt: skip
+    sweep = load_sweep([a, b])
+    assert sweep.group_cols == ["activation", "epochs", "optimizer.lr"]
+    summary = summarize(sweep)
+    assert len(summary) == 2 and (summary["completed"] == 3).all()
+    assert set(summary.index) == {"relu, epochs=3, optimizer.lr=0.001", "relu, epochs=5, optimizer.lr=0.01"}
+
+
+def test_a_name_shared_by_two_activation_configs_is_an_error(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "relu", 0)
+    write_run(tmp_path / "b", "relu", 1, module="torch.nn.GELU")
+    with pytest.raises(UserError, match="activation name 'relu' is shared") as err:
+        load_sweep([tmp_path])
+    assert "torch.nn.ReLU" in str(err.value) and "torch.nn.GELU" in str(err.value)
+    assert "(in a)" in str(err.value) and "(in b)" in str(err.value)
+
+
+# ---------------------------------------------------------------- files checked before trusted
+
+
+def test_exploded_loss_is_diverged_and_not_averaged(tmp_path: Path) -> None:
+    write_sweep(tmp_path, {"relu": ACCS["relu"]})
+    write_run(tmp_path / "sgd", "tanh", 0, (0.3, 0.4, 0.45), train_loss=(2.0, 1e7, 3e7))
+    write_run(tmp_path / "nan", "sigmoid", 0, (0.3,), status="diverged", train_loss=(float("nan"),))
+    sweep = load_sweep([tmp_path])
+    runs = sweep.runs.set_index("run")
+    assert runs.loc["sgd", "outcome"] == "diverged" and runs.loc["sgd", "diverged_epoch"] == 2
+    assert "exceeds" in runs.loc["sgd", "note"]
+    summary = summarize(sweep).set_index("activation")
+    assert summary.loc["tanh", "diverged"] == 1 and summary.loc["tanh", "completed"] == 0
+    assert math.isnan(summary.loc["tanh", "final_test_acc_mean"])
+
+
+def test_metrics_that_disagree_with_run_json_are_excluded(tmp_path: Path) -> None:
+    write_sweep(tmp_path, {"relu": ACCS["relu"]})
+    cut = tmp_path / "activation=relu,seed=1" / "metrics.csv"
+    cut.write_text(cut.read_text()[:-6])  # cut mid-line
+    short = tmp_path / "activation=relu,seed=2" / "metrics.csv"
+    short.write_text("".join(short.read_text().splitlines(keepends=True)[:-1]))  # one epoch fewer
+    sweep = load_sweep([tmp_path])
+    runs = sweep.runs.set_index("run")
+    assert runs.loc["activation=relu,seed=1", "outcome"] == "excluded"
+    assert "mid-line" in runs.loc["activation=relu,seed=1", "note"]
+    assert runs.loc["activation=relu,seed=2", "outcome"] == "excluded"
+    assert "2 epoch row(s), run.json says 3" in runs.loc["activation=relu,seed=2", "note"]
+    summary = summarize(sweep).set_index("activation")
+    assert summary.loc["relu", "completed"] == 1 and summary.loc["relu", "excluded"] == 2
+    assert summary.loc["relu", "final_test_acc_mean"] == pytest.approx(ACCS["relu"][0])
+
+
+def _script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/report.py", *args], cwd=REPO, env=subprocess_env(None),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_malformed_files_give_one_line_naming_the_file(tmp_path: Path) -> None:
+    """Through scripts/report.py: each bad run is skipped with one warning line naming its file; the
+    others are reported. A column missing in every run leaves nothing to report: exit 2, one line."""
+    root = write_sweep(tmp_path / "sweep", {"relu": ACCS["relu"]})
+    bad = {
+        "truncated": lambda d: (d / "run.json").write_text((d / "run.json").read_text()[:40]),
+        "list": lambda d: (d / "run.json").write_text("[]"),
+        "text": lambda d: (d / "metrics.csv").write_text((d / "metrics.csv").read_text().replace("0.5\n", "abc\n", 1)),
+    }  # fmt: skip
+    for i, (name, damage) in enumerate(bad.items()):
+        damage(write_run(root / name, "tanh", i))
+    every = tmp_path / "every"
+    for seed in (0, 1):
+        f = write_run(every / f"s{seed}", "relu", seed) / "metrics.csv"
+        f.write_text(f.read_text().replace("test_acc,", "accuracy,"))
+    res = _script(str(root), "--out", str(tmp_path / "r"))
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert "Traceback" not in res.stderr and len(lines) == 3, res.stderr
+    for name, line in zip(sorted(bad), sorted(lines), strict=True):
+        assert line.startswith("warning: ") and str(root / name) in line, line
+    assert "not valid JSON" in res.stderr and "holds a JSON list" in res.stderr and "non-number ('abc')" in res.stderr
+    assert pd.read_csv(tmp_path / "r" / "summary.csv")["completed"].sum() == 3
+    assert "Skipped (malformed files)" in (tmp_path / "r" / "report.md").read_text()
+    res = _script(str(every))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: ")
+    assert "metrics.csv: has no column test_acc" in res.stderr and str(every / "s0") in res.stderr
+
+
+def test_malformed_files_in_a_sweep_raise_user_error(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text("{")
+    with pytest.raises(UserError, match=r"run\.json: is not valid JSON") as err:
+        build_report([tmp_path], missing_ok=True)
+    assert "\n" not in str(err.value)
+    assert failed_runs([tmp_path]) == [("r", f"{tmp_path.resolve() / 'r' / 'run.json'}: is not valid JSON "
+                                             "(truncated?): Expecting property name enclosed in double quotes at "
+                                             "line 1")]  # fmt: skip
+
+
+# ---------------------------------------------------------------- validation split
+
+
+def test_selection_on_validation(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        write_run(tmp_path / f"s{seed}", "relu", seed, test_acc=(0.95, 0.975, 0.972), val_acc=(0.96, 0.965, 0.98))
+    sweep = load_sweep([tmp_path])
+    assert sweep.selected_on == "val"
+    runs = sweep.runs
+    assert (runs["best_epoch"] == 3).all()  # best on validation, although test peaks at epoch 2
+    assert runs["selected_test_acc"].tolist() == pytest.approx([0.972, 0.972])
+    assert (runs["epochs_to_97"] == 3).all()
+    no_val = load_sweep([write_sweep(tmp_path / "b", {"relu": ACCS["relu"]})])
+    assert no_val.selected_on == "test"
+
+
+# ---------------------------------------------------------------- scripts/report.py and atomic files
 
 
 def _report_script():
@@ -139,47 +323,37 @@ def _report_script():
 @pytest.mark.parametrize("case", ["missing", "empty"])
 def test_report_script_errors_in_one_line(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     target = tmp_path / "missing" if case == "missing" else tmp_path
-    assert _report_script().main([str(target)]) != 0
+    assert _report_script().main([str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
     assert str(target) in err
 
 
-def test_report_script_builds(sweep_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert _report_script().main([str(sweep_dir), "--out", str(tmp_path / "r")]) == 0
-    assert str(tmp_path / "r" / "report.md") in capsys.readouterr().out
-    assert (tmp_path / "r" / "summary.csv").exists()
+def test_report_script_unknown_baseline(sweep_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _report_script().main([str(sweep_dir), "--out", str(tmp_path), "--baseline", "gelu"]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline gelu" in err and "relu" in err and len(err.strip().splitlines()) == 1
 
 
-def test_diverged_and_failed_runs_are_reported(tiny_cfg, tmp_path: Path) -> None:
-    """A group whose only run diverged, one whose only run crashed, and one that completed."""
-    specs = {
-        "relu": ("activation=relu",),
-        "leaky_relu": ("activation=leaky_relu", "optimizer=sgd", "optimizer.lr=1e6", "epochs=3"),
-        "crash": ("activation.name=crash", "activation.module._target_=tests.helpers.Exploding"),
-    }
-    for act, overrides in specs.items():
-        record = run_experiment(tiny_cfg("epochs=2", *overrides), tmp_path / act, overrides=[f"activation={act}"],
-                                choices={"activation": act})  # fmt: skip
-        assert record["status"] == {"relu": "completed", "leaky_relu": "diverged", "crash": "failed"}[act]
-    written = build_report([tmp_path])
-    for plot in PLOTS:
-        assert plot in written, plot
-    summary = pd.read_csv(tmp_path / "summary.csv").set_index("activation")
-    assert summary.loc["leaky_relu", "diverged"] == 1 and summary.loc["leaky_relu", "completed"] == 0
-    assert summary.loc["crash", "failed"] == 1
-    assert summary.index[0] == "relu"  # the only group with a completed run ranks first
-    text = (tmp_path / "report.md").read_text()
-    epoch = pd.read_csv(tmp_path / "runs.csv").set_index("activation").loc["leaky_relu", "diverged_epoch"]
-    assert f"**diverged** in epoch {int(epoch)}" in text
-    assert "**failed**" in text and "boom" in text
+def test_atomic_writes_are_unique_per_writer(tmp_path: Path) -> None:
+    target = tmp_path / "summary.csv"
+    with atomic_path(target) as a, atomic_path(target) as b:  # two writers at once: b finishes first
+        assert a != b and a.parent == b.parent == tmp_path
+        a.write_text("first")
+        b.write_text("second")
+    assert target.read_text() == "first"  # the last to finish wins; neither saw the other's half-written file
+    atomic_write(target, b"bytes")
+    assert target.read_bytes() == b"bytes" and [p.name for p in tmp_path.iterdir()] == ["summary.csv"]
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError
+    assert target.read_bytes() == b"bytes" and len(list(tmp_path.iterdir())) == 1
 
 
-def test_report_when_every_run_failed(tiny_cfg, tmp_path: Path) -> None:
-    crash = ("activation.name=crash", "activation.module._target_=tests.helpers.Exploding")
-    run_experiment(tiny_cfg("epochs=1", *crash), tmp_path / "crash", overrides=["activation=crash"])
-    written = build_report([tmp_path])
-    assert "report" in written and "runs.csv" in written
-    assert "summary.csv" not in written
-    text = (tmp_path / "report.md").read_text()
-    assert "crash" in text and "**failed**" in text
+def test_results_json_roundtrip(report, sweep_dir: Path) -> None:
+    runs = pd.read_csv(sweep_dir / "runs.csv")
+    assert set(runs["outcome"]) == {"counted", "failed", "interrupted", "running"}
+    results = pd.read_csv(sweep_dir / "results.csv")
+    for col in ("run", "status", "outcome", "activation", "seed", "epoch", "test_acc", "group"):
+        assert col in results.columns, col
+    assert json.loads((sweep_dir / "activation=relu,seed=0" / "run.json").read_text())["status"] == "completed"

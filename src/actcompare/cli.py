@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import itertools
 import os
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep
-from hydra.errors import HydraException, OverrideParseException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -68,44 +67,40 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def unknown_choice(args: list[str], conf_dir: Path) -> str | None:
+def unknown_choice(err: BaseException) -> str | None:
     """A one-line error for a config-group option that does not exist (activation=relux).
 
-    Hydra reports it too, but over twenty lines; this names the valid options in one. Overrides
-    are parsed by Hydra's own parser; anything it cannot judge here is left to Hydra.
+    Hydra raises a MissingConfigException whose ``options`` it got from its own config repository
+    (the packaged configs, --config-dir, hydra.searchpath and plugins alike): this names them in
+    one line instead of Hydra's twenty. None when ``err`` is not about a missing group option.
     """
-    if any(a.lstrip("+~").startswith("hydra.searchpath") for a in args):
-        return None  # options may come from elsewhere
-    try:
-        overrides = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
-    except Exception:
-        return None  # a syntax error: Hydra's message is the right one
-    for o in overrides:
-        group = conf_dir / o.key_or_group
-        if o.is_delete() or o.key_or_group.startswith("hydra") or not group.is_dir():
-            continue
-        if o.is_sweep_override():
-            if not isinstance(o.value(), ChoiceSweep):
-                continue  # glob(...) etc.
-            values = list(o.sweep_string_iterator())
-        else:
-            values = [o.get_value_element_as_str()]
-        options = sorted(p.stem for p in group.glob("*.yaml"))
-        for v in values:
-            if v != "null" and v not in options:
-                return (f"error: unknown {o.key_or_group} '{v}': choose one of {', '.join(options)} "
-                        f"(or add conf/{o.key_or_group}/{v}.yaml)")  # fmt: skip
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        options = getattr(err, "options", None)
+        missing = getattr(err, "missing_cfg_file", None)
+        if isinstance(err, MissingConfigException) and options and missing:
+            group, _, name = str(missing).rpartition("/")
+            close = difflib.get_close_matches(name, list(options), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            return (f"error: unknown {group} '{name}'{hint}: choose one of {', '.join(sorted(options))} "
+                    f"(or add {group}/{name}.yaml to a --config-dir)")  # fmt: skip
+        err = err.__cause__ or err.__context__
     return None
 
 
 def config_error(err: BaseException) -> str:
     """One line for a Hydra/OmegaConf config error (misspelt key, wrong type), instead of Hydra's
     five: which override, what is wrong, and for an unknown key the nearest real one."""
+    choice = unknown_choice(err)
+    if choice is not None:
+        return choice
     cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
     first = next(iter((getattr(err, "msg", None) or str(err)).strip().splitlines()), type(err).__name__)
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
-        siblings = cause.parent_node if isinstance(cause.parent_node, DictConfig) else []
-        return "error: " + unknown_key(str(cause.full_key or cause.key), siblings)
+        parent = cause.parent_node if isinstance(cause.parent_node, DictConfig) else None
+        root = parent._get_root() if parent is not None else None
+        return "error: " + unknown_key(str(cause.full_key or cause.key), parent or [], root)
     if cause is not None:
         what = (cause.msg or str(cause)).strip().splitlines()[0]
         return f"error: {first.removeprefix('Error merging override ').rstrip('.')}: {what}"
@@ -120,29 +115,36 @@ def config_error(err: BaseException) -> str:
     return f"error: {'; '.join(lines) or first}"
 
 
-def guard(main: Callable[[], Any], conf_dir: str | os.PathLike | None = None) -> None:
+def _exit_now(signum: int, frame: Any) -> None:
+    """A second Ctrl-C (or SIGTERM) while already stopping: leave at once, quietly."""
+    os._exit(130)
+
+
+def guard(main: Callable[[], Any]) -> None:
     """Run Hydra's main so that bad input, Ctrl-C and SIGTERM end with one line, no traceback.
 
-    HYDRA_FULL_ERROR=1 (set by the user) still gives the full traceback.
+    HYDRA_FULL_ERROR=1 (set by the user) still gives the full traceback. Ctrl-C while the entry
+    point was still importing is handled before this (run.py, __main__.py: _early_interrupts).
     """
-    if conf_dir is not None:
-        problem = unknown_choice(sys.argv[1:], Path(conf_dir))
-        if problem:
-            sys.exit(problem)
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Hydra prints config errors over 5-7 lines (and suggests `+key=` for a typo, which the typed
     # schema then rejects); this makes it raise them to us instead, to be said in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         main()
     except KeyboardInterrupt:
         if full_error:
             raise
+        # From here on a second Ctrl-C (people press it twice) must not turn into a traceback.
+        signal.signal(signal.SIGINT, _exit_now)
+        signal.signal(signal.SIGTERM, _exit_now)
         print(
             "interrupted: finished epochs and runs are on disk (run.json says 'interrupted'). "
             "To finish a sweep: rerun the same command with hydra.sweep.dir=<its folder> resume=true",
             file=sys.stderr,
+            flush=True,
         )
         sys.exit(130)
     except (HydraException, OmegaConfBaseException) as err:
@@ -157,3 +159,25 @@ def guard(main: Callable[[], Any], conf_dir: str | os.PathLike | None = None) ->
     finally:
         if not full_error:
             os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def main() -> None:
+    """``actcompare`` (console script) and ``python -m actcompare``: the same as run.py.
+
+    The configs come from the installed package (pkg://actcompare.conf), so this works from any
+    folder; --config-dir and hydra.searchpath add the user's own.
+    """
+    import hydra
+
+    if importlib.util.find_spec("actcompare.task") is not None:
+        from .task import hydra_task as task
+    else:  # the task's old home, until actcompare/task.py exists
+        task = hydra_task
+
+    def run(cfg: DictConfig) -> Any:
+        return task(cfg)
+
+    # Hydra names the job (hydra.job.name, hence <job>.log) after the task function's module:
+    # "run", as for run.py, so every entry point writes the same files.
+    run.__module__ = "run"
+    guard(hydra.main(version_base="1.3", config_path="pkg://actcompare.conf", config_name="config")(run))

@@ -107,6 +107,20 @@ def _load_uint8(root: str, download: bool) -> tuple[torch.Tensor, ...]:
     return (*_read_split(root, True, download), *_read_split(root, False, download))
 
 
+def check_sample_counts(root: str | os.PathLike, train_samples: int | None, test_samples: int | None,
+                        n_train: int, n_test: int) -> None:
+    """Refuse data.train_samples / data.test_samples larger than the split at ``root``.
+
+    Slicing would silently train on fewer images than the config (and run.json) says. The config
+    check (schema.validate) refuses more than real MNIST's 60000 / 10000 before anything loads;
+    this catches a smaller dataset at data.root, as soon as its files are read.
+    """
+    for key, wanted, have in (("train_samples", train_samples, n_train), ("test_samples", test_samples, n_test)):
+        if wanted is not None and wanted > have:
+            raise DataError(f"data.{key}={wanted} but {_raw_dir(root)} holds only {have} "
+                            f"{key.split('_')[0]} images: use null (all) or at most {have}")  # fmt: skip
+
+
 @functools.lru_cache(maxsize=4)
 def load_mnist(
     root: str,
@@ -122,6 +136,7 @@ def load_mnist(
     """
     device = torch.device(device)
     x_train, y_train, x_test, y_test = _load_uint8(str(root), download)
+    check_sample_counts(root, train_samples, test_samples, len(y_train), len(y_test))
     x_train, y_train = x_train[:train_samples], y_train[:train_samples]
     x_test, y_test = x_test[:test_samples], y_test[:test_samples]
 

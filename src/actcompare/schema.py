@@ -1,22 +1,35 @@
-"""Typed config schema (dataclasses + ConfigStore) and the range checks types cannot express.
+"""Typed config schema (dataclasses + ConfigStore), the range checks types cannot express, and --help.
 
-Hydra merges the YAML files in ``conf/`` onto :class:`Config`, so a misspelt key or a value of
-the wrong type (``batch_size=abc``, ``model.hidden_sizes=12``) fails while composing, before any
-training. :func:`validate` then checks ranges and names and returns every problem at once.
+Hydra merges the YAML files in ``actcompare/conf/`` onto :class:`Config`, so a misspelt key or a
+value of the wrong type (``batch_size=abc``, ``model.hidden_sizes=12``) fails while composing,
+before any training. :func:`validate` then checks ranges, names and keyword arguments and returns
+every problem at once.
+
+Every key's meaning lives in ONE place: the ``help`` metadata of its dataclass field below (plus
+:data:`GROUP_KEYS` for keys that come from a config group's YAML). ``python run.py --help``
+(``conf/hydra/help/actcompare.yaml``) is generated from it by the ``actcompare.help`` resolver.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
-from collections.abc import Iterable
+import importlib.util
+import inspect
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    import torch
+
+from .runs import FINAL_METRICS, SEED_MAX, VALIDATION_METRICS, safe_label
 
 
 class Device(Enum):
@@ -32,48 +45,105 @@ class Init(Enum):
     xavier = "xavier"  # Glorot uniform: keeps tanh/sigmoid-like activations' variance constant
 
 
+# What real MNIST holds; a larger data.train_samples / data.test_samples is refused by validate().
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+TRACKERS = ("tensorboard",)  # tracker=null (off) or one of these
+OBJECTIVES = (*FINAL_METRICS, *VALIDATION_METRICS)  # what `objective` may name
+
+
+def doc(help: str, shown: str | None = None) -> dict[str, Any]:
+    """A dataclass field's metadata: its --help text (``shown``: the default as --help prints it)."""
+    return {"help": help, "shown": shown}
+
+
 @dataclass
 class ActivationConf:
-    name: str = MISSING  # label used in tables, plots and folder names
-    module: Any = MISSING  # {_target_: <nn.Module class>, **kwargs}; a fresh module per layer
+    name: str = field(default=MISSING, metadata=doc(
+        "label in tables, plots, folder and file names (letters, digits, . _ + = , @ -)", "the option's name"))
+    module: Any = field(default=MISSING, metadata=doc(
+        "{_target_: <any nn.Module class>, **its kwargs}: a fresh module per hidden layer; kwargs are checked "
+        "against the class (+activation.module.<kwarg>=...)", "per option"))
 
 
 @dataclass
 class ModelConf:
-    hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
-    depth: Optional[int] = None  # if set: hidden_sizes = [width] * depth
-    width: int = 128
-    init: Init = Init.default
+    hidden_sizes: list[int] = field(default_factory=lambda: [128, 128], metadata=doc(
+        "hidden layer widths: 784-128-128-10"))
+    depth: Optional[int] = field(default=None, metadata=doc(
+        "when set: `depth` hidden layers of `width` units (replaces hidden_sizes)"))
+    width: int = field(default=128, metadata=doc("width of each hidden layer when depth is set"))
+    init: Init = field(default=Init.default, metadata=doc(
+        "default (PyTorch's), kaiming (He normal, ReLU-like), xavier (Glorot, tanh-like)"))
 
 
 @dataclass
 class DataConf:
-    root: str = "./data"
-    normalize: bool = False
-    train_samples: Optional[int] = None
-    test_samples: Optional[int] = None
+    root: str = field(default="./data", metadata=doc(
+        "folder holding MNIST/raw/ (an empty MNIST_ROOT counts as unset)", "env MNIST_ROOT or ./data"))
+    normalize: bool = field(default=False, metadata=doc(
+        "false: pixels / 255 in [0, 1] (tutorial); true: also standardise with the train mean/std"))
+    train_samples: Optional[int] = field(default=None, metadata=doc(
+        "null = all 60000; N = the first N training images (at most 60000)"))
+    test_samples: Optional[int] = field(default=None, metadata=doc(
+        "null = all 10000; N = the first N test images (at most 10000)"))
     # Hold out the last N training images as a validation split for model selection (best epoch,
     # best lr): they are not trained on, and val_loss/val_acc are recorded every epoch.
-    val_samples: Optional[int] = None
-    download: bool = True
+    val_samples: Optional[int] = field(default=None, metadata=doc(
+        "hold out the last N training images as a validation split (val_loss, val_acc)"))
+    download: bool = field(default=True, metadata=doc("try torchvision's download when the files are missing"))
 
 
 @dataclass
 class Config:
-    activation: ActivationConf = field(default_factory=ActivationConf)
+    activation: ActivationConf = field(default_factory=ActivationConf, metadata=doc(
+        "config group (conf/activation/, --config-dir, hydra.searchpath): which non-linearity", "relu"))
     # Optimizers differ in their keys (betas vs momentum), so the node is free-form but
-    # struct: unknown keys still fail, and validate() checks _target_ and lr.
-    optimizer: Any = MISSING
-    model: ModelConf = field(default_factory=ModelConf)
-    data: DataConf = field(default_factory=DataConf)
-    seed: int = 0
-    epochs: int = 10
-    batch_size: int = 64
-    device: Device = Device.auto
-    threads: Optional[int] = None
-    diagnostics: bool = True
-    save_model: bool = True
-    resume: bool = False
+    # struct: unknown keys still fail, and validate() checks _target_, lr and every kwarg.
+    optimizer: Any = field(default=MISSING, metadata=doc("config group: adam, adamw, sgd (momentum 0.9)", "adam"))
+    model: ModelConf = field(default_factory=ModelConf, metadata=doc("the MLP"))
+    data: DataConf = field(default_factory=DataConf, metadata=doc("MNIST"))
+    seed: int = field(default=0, metadata=doc(f"seeds weight init and batch order (0 ... {SEED_MAX})"))
+    epochs: int = field(default=10, metadata=doc("training epochs"))
+    batch_size: int = field(default=64, metadata=doc("training mini-batch size (reshuffled every epoch)"))
+    device: Device = field(default=Device.auto, metadata=doc("auto (CUDA when present, else CPU), cpu, cuda, mps"))
+    threads: Optional[int] = field(default=None, metadata=doc(
+        "torch threads per run; null = torch's default, or cores / parallel jobs"))
+    diagnostics: bool = field(default=True, metadata=doc(
+        "per-epoch gradient norms, dead/saturated units (diagnostics.csv)"))
+    save_model: bool = field(default=True, metadata=doc(
+        "save model.pt, confusion.csv and examples.npz at the end of a run"))
+    resume: bool = field(default=False, metadata=doc(
+        "with hydra.sweep.dir=<existing sweep>: skip runs that already finished"))
+    tracker: Optional[str] = field(default=None, metadata=doc(
+        "null (off) or tensorboard: per-epoch scalars + HParams under <run>/tensorboard/ "
+        "(pip install 'actcompare[tensorboard]')"))
+    objective: str = field(default="test_acc", metadata=doc(
+        "the final metric a run returns to a sweeper such as Optuna: " + ", ".join(OBJECTIVES)
+        + " (val_*: needs data.val_samples)"))
+
+
+# Keys that come from a config group's YAML rather than the schema: {key: (default, meaning)}.
+GROUP_KEYS = {
+    "optimizer.lr": ("1e-3 (sgd: 0.05)", "learning rate"),
+    "optimizer.<kwarg>": ("per option", "any keyword of the optimizer class: optimizer.weight_decay=0.01, "
+                          "+optimizer.amsgrad=true (checked against the class)"),
+}  # fmt: skip
+
+# Launchers and presets, for --help: {override: meaning}.
+LAUNCHERS = {
+    "hydra/launcher=fused": "the default: a sweep's models (activations x seeds x inits) trained together",
+    "hydra/launcher=basic": "one run after another in this process, one model per job",
+    "hydra/launcher=parallel": "2 jobs at once in local processes (joblib), 1 torch thread each",
+    "hydra/launcher=joblib": "one job per core (joblib)",
+    "hydra/launcher=local_processes": "submitit on this machine, every job at once, 1 core each",
+    "hydra/launcher=submitit_local": "submitit on this machine, every job at once (cpus_per_task unset)",
+    "hydra/launcher=slurm": "one Slurm job per run (hydra.launcher.partition=...)",
+}
+PRESETS = {
+    "-m experiment=<name>": "a ready-made study (tutorial, all_activations, depth, lr_sweep)",
+    "-m hparams_search=lr_optuna": "Optuna (TPE) searches optimizer.lr per activation "
+                                   "(pip install 'actcompare[optuna]')",
+}
 
 
 def register_configs() -> None:
@@ -81,6 +151,95 @@ def register_configs() -> None:
 
 
 register_configs()
+
+
+# ---------------------------------------------------------------- --help, from the fields above
+
+
+def _shown(f: dataclasses.Field) -> str:
+    if f.metadata.get("shown"):
+        return str(f.metadata["shown"])
+    if f.default is not dataclasses.MISSING and f.default is not MISSING:
+        value = f.default.value if isinstance(f.default, Enum) else f.default
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    if f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+        return str(value).replace(" ", "") if isinstance(value, list) else ""
+    return ""
+
+
+def documented_keys() -> Iterator[tuple[str, str, str]]:
+    """(dotted key, default as shown, meaning) for every key of the schema, in order."""
+
+    def walk(schema: type, prefix: str) -> Iterator[tuple[str, str, str]]:
+        for f in fields(schema):
+            key = prefix + f.name
+            sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            if dataclasses.is_dataclass(sub) and f.name != "activation":
+                yield from walk(type(sub), key + ".")
+                continue
+            yield key, _shown(f), f.metadata.get("help", "")
+            if f.name == "activation":
+                yield from walk(ActivationConf, "activation.")
+            if f.name == "optimizer":
+                yield from ((k, d, h) for k, (d, h) in GROUP_KEYS.items())
+
+    yield from walk(Config, "")
+
+
+def help_text() -> str:
+    """The template of ``python run.py --help`` (Hydra fills $APP_CONFIG_GROUPS and $CONFIG)."""
+    rows = list(documented_keys())
+    width = max(len(k) for k, _, _ in rows) + 2
+    dwidth = min(24, max(len(d) for _, d, _ in rows)) + 2
+    keys = "\n".join(f"  {k:<{width}}{d:<{dwidth}}{h}" for k, d, h in rows)
+    launchers = "\n".join(f"  {k:<34}{v}" for k, v in LAUNCHERS.items())
+    presets = "\n".join(f"  {k:<34}{v}" for k, v in PRESETS.items())
+    text = f"""actcompare: train an MLP on MNIST with each activation function and compare them.
+
+Usage:
+  actcompare [key=value ...]              one run (also: python run.py, python -m actcompare)
+  actcompare -m activation=relu,tanh ...  a sweep: one run per combination, then a report
+  actcompare-report <sweep dir> ...       rebuild or merge reports from disk
+
+Keys (key, default, meaning). Set one with key=value, sweep it with key=a,b,c under -m:
+  {"key":<{width}}{"default":<{dwidth}}meaning
+{keys}
+
+Config groups (group=option; add your own with --config-dir=<dir> holding <group>/<name>.yaml):
+$APP_CONFIG_GROUPS
+
+Launchers (how a sweep's runs are executed):
+{launchers}
+
+Presets:
+{presets}
+
+The composed config (with your overrides):
+$CONFIG
+Full tracebacks: HYDRA_FULL_ERROR=1. Files: outputs/runs/<date>/<time>/ and outputs/sweeps/<date>/<time>/.
+"""
+    return text
+
+
+def _env_or(name: str, default: str = "") -> str:
+    """${actcompare.env:NAME,default}: like oc.env, but a variable set to '' counts as unset."""
+    return os.environ.get(name) or default
+
+
+def _direction(metric: str) -> str:
+    """${actcompare.direction:${objective}}: Optuna's direction (an unknown metric: validate says)."""
+    from .objective import METRICS, direction
+
+    return direction(metric) if metric in METRICS else "maximize"
+
+
+for _name, _fn in (("actcompare.help", help_text), ("actcompare.env", _env_or), ("actcompare.direction", _direction)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
+
+
+# ---------------------------------------------------------------- helpers
 
 
 def hidden_sizes(model: DictConfig | ModelConf) -> list[int]:
@@ -97,11 +256,33 @@ def _import(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def unknown_key(key: str, siblings: Iterable[str]) -> str:
-    """The message for a dotted key that does not exist, naming the nearest of its siblings."""
+def _dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, DictConfig):
+        for key in node:
+            full = f"{prefix}{key}"
+            yield full
+            try:
+                child = node._get_node(key)
+            except Exception:
+                continue
+            if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+                yield from _dotted_keys(child, full + ".")
+
+
+def unknown_key(key: str, siblings: Iterable[str], root: DictConfig | None = None) -> str:
+    """The message for a dotted key that does not exist, naming the nearest real key.
+
+    The nearest sibling first (epoch -> epochs); else, given the whole config, a key of the same
+    name elsewhere (lr -> optimizer.lr).
+    """
     parent, _, name = key.rpartition(".")
     close = difflib.get_close_matches(name, sorted(map(str, siblings)), n=1)
-    hint = f" (did you mean '{parent + '.' if parent else ''}{close[0]}'?)" if close else ""
+    guess = f"{parent + '.' if parent else ''}{close[0]}" if close else None
+    if guess is None and root is not None:
+        everywhere = sorted(set(_dotted_keys(root)) - {key})
+        same_name = [k for k in everywhere if k.rpartition(".")[2] == name and not k.startswith("hydra.")]
+        guess = min(same_name, key=len) if same_name else None
+    hint = f" (did you mean '{guess}'?)" if guess else ""
     return f"unknown key '{key}'{hint}; `python run.py --help` lists every key"
 
 
@@ -109,8 +290,42 @@ def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
+# Hydra's instantiate keywords, never passed to the class.
+_HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def _kwargs_problems(key: str, cls: type, node: DictConfig, skip: Iterable[str] = ()) -> list[str]:
+    """Keys of ``node`` that ``cls(...)`` does not accept, one line each (none if it takes **kwargs)."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return []  # a builtin without a signature: instantiate will say
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL and n not in skip]
+    problems = []
+    for name in node:
+        name = str(name)
+        if name in _HYDRA_KEYS or name in accepted:
+            continue
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hint = f"did you mean '{key}.{close[0]}'? " if close else ""
+        problems.append(f"unknown key '{key}.{name}': {cls.__module__}.{cls.__qualname__} does not take "
+                        f"'{name}' ({hint}it takes {', '.join(accepted) or 'no arguments'})")  # fmt: skip
+    return problems
+
+
+def _as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ---------------------------------------------------------------- validate
+
+
 def validate(cfg: DictConfig) -> list[str]:
     """Every problem with a composed config, one readable line each (empty list = valid)."""
+    import torch  # here, not at the top: `import actcompare` stays light (Ctrl-C during imports, --help)
+
     problems: list[str] = []
 
     def need_positive(key: str, allow_none: bool = False) -> None:
@@ -123,18 +338,42 @@ def validate(cfg: DictConfig) -> list[str]:
 
     # `+key=value` gets past Hydra's struct check; a key the schema does not know would then be
     # silently ignored (a typo like +epoch=3 trains 10 epochs), so name it. The optimizer and
-    # activation.module nodes are free-form kwargs, so +optimizer.amsgrad=true stays allowed.
-    for node, schema in (("", Config), ("model", ModelConf), ("data", DataConf)):
+    # activation.module nodes are free-form kwargs, checked against their class further down.
+    for node, schema in (("", Config), ("model", ModelConf), ("data", DataConf), ("activation", ActivationConf)):
         sub = OmegaConf.select(cfg, node) if node else cfg
         known = {f.name for f in fields(schema)} | ({"hydra"} if not node else set())  # the sweeper's composes
         for key in sub if isinstance(sub, DictConfig) else []:
             if key not in known:
-                problems.append(unknown_key(f"{node}.{key}" if node else str(key), known))
+                problem = unknown_key(f"{node}.{key}" if node else str(key), known, cfg)
+                if node == "activation" and "did you mean" not in problem:  # a kwarg put one level too high
+                    problem = (f"unknown key 'activation.{key}': activation has only name and module; a keyword "
+                               f"argument of the module goes under activation.module (+activation.module.{key}=...)")
+                problems.append(problem)
     for key in ("epochs", "batch_size", "model.width"):
         need_positive(key)
-    for key in ("data.train_samples", "data.test_samples", "model.depth", "threads"):
+    for key in ("data.train_samples", "data.test_samples", "data.val_samples", "model.depth", "threads"):
         need_positive(key, allow_none=True)
     need_positive("optimizer.lr")
+
+    seed = OmegaConf.select(cfg, "seed")
+    if _as_int(seed) is None or not 0 <= seed <= SEED_MAX:
+        problems.append(f"seed={seed} is not allowed: use an integer from 0 to {SEED_MAX} "
+                        "(torch keeps only 32 bits of a seed, so larger ones would repeat smaller ones)")  # fmt: skip
+
+    # Sample counts beyond what MNIST holds would silently train on less than the config says.
+    train_n, test_n, val_n = (_as_int(OmegaConf.select(cfg, f"data.{s}_samples")) for s in ("train", "test", "val"))
+    if train_n is not None and train_n > SPLIT_SIZES["train"]:
+        problems.append(f"data.train_samples={train_n} is more than MNIST's {SPLIT_SIZES['train']} training images: "
+                        "use null (all) or a smaller number")  # fmt: skip
+    if test_n is not None and test_n > SPLIT_SIZES["test"]:
+        problems.append(f"data.test_samples={test_n} is more than MNIST's {SPLIT_SIZES['test']} test images: "
+                        "use null (all) or a smaller number")  # fmt: skip
+    if val_n is not None and val_n >= (train_n or SPLIT_SIZES["train"]):
+        problems.append(f"data.val_samples={val_n} leaves no training images: the validation split is carved from "
+                        f"the {train_n or SPLIT_SIZES['train']} training images, so use fewer")  # fmt: skip
+    root = OmegaConf.select(cfg, "data.root")
+    if root is not None and not str(root).strip():
+        problems.append("data.root is empty: name the folder that holds MNIST/raw/ (or leave MNIST_ROOT unset: ./data)")
 
     sizes = cfg.model.hidden_sizes if cfg.model.depth is None else None
     if sizes is not None:
@@ -146,7 +385,13 @@ def validate(cfg: DictConfig) -> list[str]:
         elif any(h <= 0 for h in sizes):
             problems.append(f"model.hidden_sizes={list(sizes)} is not allowed: widths must be > 0")
 
-    for key, base in (("activation.module", torch.nn.Module), ("optimizer", torch.optim.Optimizer)):
+    name = OmegaConf.select(cfg, "activation.name")
+    why = safe_label(str(name)) if isinstance(name, str) else "it must be a string"
+    if why:
+        problems.append(f"activation.name={name} is not allowed: {why}")
+
+    classes = (("activation.module", torch.nn.Module, ()), ("optimizer", torch.optim.Optimizer, ("params",)))
+    for key, base, skip in classes:
         target = OmegaConf.select(cfg, f"{key}._target_")
         if not isinstance(target, str):
             problems.append(f"{key}._target_ is missing: name a class, e.g. torch.nn.ReLU")
@@ -158,6 +403,22 @@ def validate(cfg: DictConfig) -> list[str]:
             continue
         if not (isinstance(cls, type) and issubclass(cls, base)):
             problems.append(f"{key}._target_={target} is not a {base.__module__}.{base.__name__}")
+            continue
+        node = OmegaConf.select(cfg, key)
+        if isinstance(node, DictConfig):
+            problems.extend(_kwargs_problems(key, cls, node, skip))
+
+    tracker = OmegaConf.select(cfg, "tracker")
+    if tracker is not None:
+        if tracker not in TRACKERS:
+            problems.append(f"tracker={tracker} is not allowed: use null (off) or {', '.join(TRACKERS)}")
+        elif importlib.util.find_spec(tracker) is None:
+            problems.append(f"tracker={tracker} needs the {tracker} package: pip install 'actcompare[{tracker}]'")
+    objective = OmegaConf.select(cfg, "objective")
+    if objective not in OBJECTIVES:
+        problems.append(f"objective={objective} is not allowed: use one of {', '.join(OBJECTIVES)}")
+    elif str(objective).startswith("val_") and not val_n:
+        problems.append(f"objective={objective} needs a validation split: set data.val_samples=<N>")
 
     device = cfg.device.value if isinstance(cfg.device, Device) else str(cfg.device)
     if device == "cuda" and not torch.cuda.is_available():
@@ -168,7 +429,10 @@ def validate(cfg: DictConfig) -> list[str]:
 
 
 def resolve_device(device: Device | str) -> torch.device:
+    import torch
+
     name = device.value if isinstance(device, Device) else str(device)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+

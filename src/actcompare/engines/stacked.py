@@ -108,10 +108,11 @@ class StackedEngine:
     def _activate(self, layer: int, h: torch.Tensor) -> torch.Tensor:
         """h: (S, V, b, H) pre-activations -> (M, b, H) activations."""
         outs = []
-        for v, act in enumerate(self.acts[layer]):
-            hv = h[:, v]  # (S, b, H)
+        # unbind, not h[:, v]: its backward is one stack, where V selects would each fill a
+        # full-size zero gradient and add them up (measured: ~30 % of a CPU step).
+        for hv, act in zip(h.unbind(1), self.acts[layer], strict=True):  # hv: (S, b, H)
             if isinstance(act, list):  # per model: its own parameters
-                outs.append(torch.stack([a(hv[s]) for s, a in enumerate(act)]))
+                outs.append(torch.stack([a(hs) for hs, a in zip(hv.unbind(0), act, strict=True)]))
             else:  # per variant, all seeds' rows at once, as a (S * b, H) batch of samples
                 outs.append(act(hv.reshape(-1, hv.shape[-1])).view(hv.shape))
         return torch.stack(outs, dim=1).reshape(self.size, h.shape[2], h.shape[3])
