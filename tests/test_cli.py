@@ -212,7 +212,7 @@ def test_bad_input_fails_cleanly(procs, name: str) -> None:
     trained = list(out.rglob("metrics.csv")) if out.exists() else []
     assert not trained, f"nothing may be trained on bad input: {trained}"
     if name in BEFORE_DATA:
-        assert "MNIST" not in res.stderr, "must be refused before the data is read"
+        assert "MNIST not found" not in res.stderr, "must be refused before the data is read"
     if name == "unsafe_activation_name":
         assert not list(out.parent.parent.rglob("escaped*")), "nothing may be written outside the run folder"
 

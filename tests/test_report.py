@@ -197,8 +197,9 @@ def test_groups_follow_identity_not_overrides(tmp_path: Path) -> None:
     a = write_sweep(tmp_path / "ten", {"relu": ACCS["relu"]})
     b = tmp_path / "five"
     for seed, acc in ACCS["relu"].items():
-        write_run(b / f"activation=relu,seed={seed}", "relu", seed, (acc - 0.01, acc - 0.004, acc - 0.002, acc - 0.001,
-                                                                    acc), optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})  # fmt: skip
+        five = (acc - 0.01, acc - 0.004, acc - 0.002, acc - 0.001, acc)
+        write_run(b / f"activation=relu,seed={seed}", "relu", seed, five,
+                  optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})  # fmt: skip
     sweep = load_sweep([a, b])
     assert sweep.group_cols == ["activation", "epochs", "optimizer.lr"]
     summary = summarize(sweep)
@@ -260,7 +261,8 @@ def test_malformed_files_give_one_line_naming_the_file(tmp_path: Path) -> None:
     bad = {
         "truncated": lambda d: (d / "run.json").write_text((d / "run.json").read_text()[:40]),
         "list": lambda d: (d / "run.json").write_text("[]"),
-        "text": lambda d: (d / "metrics.csv").write_text((d / "metrics.csv").read_text().replace("0.5\n", "abc\n", 1)),
+        "text": lambda d: (d / "metrics.csv").write_text(
+            (d / "metrics.csv").read_text().replace("0.5\n", "abc\n", 1)),
     }  # fmt: skip
     for i, (name, damage) in enumerate(bad.items()):
         damage(write_run(root / name, "tanh", i))

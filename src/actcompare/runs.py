@@ -62,12 +62,20 @@ def _drop(config: Mapping[str, Any], key: str) -> dict[str, Any]:
     return out
 
 
+def _no_nulls(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {k: _no_nulls(v) for k, v in node.items() if v is not None}
+    return node
+
+
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's resolved config minus the bookkeeping keys: what was trained, and nothing else."""
+    """A run's resolved config minus the bookkeeping keys: what was trained, and nothing else.
+    A key set to null counts as absent, so a run recorded before an optional key existed (e.g.
+    data.val_samples) keeps its identity."""
     out = {k: v for k, v in config.items() if k != "hydra"}
     for key in BOOKKEEPING_KEYS:
         out = _drop(out, key)
-    return out
+    return _no_nulls(out)
 
 
 def run_id(config: Mapping[str, Any]) -> str:

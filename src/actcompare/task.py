@@ -7,8 +7,12 @@ project's default launcher (hydra/launcher=fused) the launcher trains whole grou
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
+import signal
+import threading
+import time
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -46,9 +50,43 @@ def job_result(record: dict[str, Any], metric: str) -> float:
     return objective_value(record, metric)
 
 
+SWEEP_PID = "ACTCOMPARE_SWEEP_PID"  # set by the sweep callback; inherited by launcher workers
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _guard_worker() -> None:
+    """In a launcher's worker process (joblib/loky, submitit): SIGTERM records the run as
+    interrupted like Ctrl-C does, and the run stops when the sweep's process is gone (kill -9 of
+    the sweep must not leave workers training and writing for minutes)."""
+    sweep_pid = int(os.environ.get(SWEEP_PID, "0") or 0)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if not sweep_pid or sweep_pid == os.getpid():
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(sweep_pid, 0)
+            except ProcessLookupError:
+                log.error("the sweep (pid %d) is gone: stopping this run", sweep_pid)
+                _thread.interrupt_main()
+                return
+            except OSError:
+                pass
+
+    threading.Thread(target=watch, name="sweep-watchdog", daemon=True).start()
+
+
 def hydra_task(cfg: DictConfig) -> float:
     """Run one experiment in Hydra's output folder with the per-run engine; return its objective."""
     hc = HydraConfig.get()
+    _guard_worker()
     try:
         # Imported here: a sweep's parent process under joblib/submitit never trains, so it never
         # pays for torchvision's imports.

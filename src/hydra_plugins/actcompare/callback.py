@@ -99,6 +99,8 @@ class SweepCallback(Callback):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.lock = SweepLock(self.sweep_dir)
         self.lock.acquire()
+        # Launcher workers (joblib, submitit_local) inherit this and stop when this process dies.
+        os.environ["ACTCOMPARE_SWEEP_PID"] = str(os.getpid())
         atexit.register(self._at_exit)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -109,11 +111,13 @@ class SweepCallback(Callback):
             if self.lock is not None:
                 self.lock.release()
         if failed:
-            raise SystemExit(
-                f"error: {len(failed)} run(s) did not complete; the others and the report are in {self.sweep_dir}:\n"
+            raise SystemExit(self._unfinished_message(failed))
+
+    def _unfinished_message(self, failed: list[tuple[str, str]]) -> str:
+        where = self.sweep_dir
+        return (f"error: {len(failed)} run(s) did not complete; the others and the report are in {where}:\n"
                 + "\n".join(f"  {run}: {error}" for run, error in failed)
-                + f"\nTo redo them: rerun the same command with hydra.sweep.dir={self.sweep_dir} resume=true"
-            )
+                + f"\nTo redo them: rerun the same command with hydra.sweep.dir={where} resume=true")  # fmt: skip
 
     def _report(self) -> list[tuple[str, str]]:
         from actcompare.errors import UserError
@@ -126,6 +130,7 @@ class SweepCallback(Callback):
             paths = build_report([self.sweep_dir], missing_ok=True)
             if paths:
                 log.info("Sweep report: %s", paths["report"])
+                _print_summary(self.sweep_dir)
         except UserError as err:
             log.error("no sweep report: %s", err)
         return failed_runs([self.sweep_dir])
@@ -140,6 +145,12 @@ class SweepCallback(Callback):
                     statuses.append(json.loads(path.read_text()).get("status"))
             if statuses and "interrupted" not in statuses and "running" not in statuses:
                 self._report()
+            else:  # name every run that did not finish (a killed worker leaves 'running') and how to redo it
+                from actcompare.report import failed_runs
+
+                failed = failed_runs([self.sweep_dir])
+                if failed:
+                    print(self._unfinished_message(failed), file=sys.stderr)
         except KeyboardInterrupt:
             pass
         except Exception as err:  # exiting already: one line, never a traceback
@@ -147,3 +158,17 @@ class SweepCallback(Callback):
         finally:
             if self.lock is not None:
                 self.lock.release()
+
+
+def _print_summary(sweep_dir: Path) -> None:
+    """Where the files are and a short table: what a user wants to see when a sweep ends."""
+    import pandas as pd
+
+    try:
+        summary = pd.read_csv(sweep_dir / "summary.csv")
+    except (OSError, ValueError):
+        return
+    cols = [c for c in summary.columns if c in ("activation", "n", "completed", "final_test_acc_mean",
+                                                 "final_test_acc_std", "test_acc_mean", "test_acc_std")]  # fmt: skip
+    table = summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}") if cols else ""
+    print(f"\nSweep finished: {sweep_dir}\n{table}\nreport: {sweep_dir / 'report.md'}", flush=True)

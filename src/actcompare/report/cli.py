@@ -1,0 +1,54 @@
+"""Rebuild a sweep report from the files on disk; several sweep folders merge into one report.
+
+    python scripts/report.py outputs/sweeps/2026-11-22/10-00-00
+    python scripts/report.py <sweep_a> <sweep_b> --out outputs/reports/merged
+    python scripts/report.py <sweep> --baseline tanh --all-pairs
+
+Exit codes: 0 report written (a malformed run is skipped with a one-line warning naming its file);
+2 nothing could be reported (one line on stderr saying why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="actcompare-report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("sweep_dirs", nargs="+", help="sweep (or run) folders written by run.py")
+    parser.add_argument("--out", help="where to write the report (default: the sweep folder when "
+                        "one is given, else outputs/reports/<date>/<time>)")  # fmt: skip
+    parser.add_argument("--baseline", metavar="NAME", help="the activation every other one is compared with "
+                        "(default: relu when present, else the sweep's first activation)")  # fmt: skip
+    parser.add_argument("--all-pairs", action="store_true", help="compare every two activations at each "
+                        "setting (Holm-corrected together) instead of each against the baseline")  # fmt: skip
+    args = parser.parse_args(argv)
+    out = args.out
+    if out is None and len(set(args.sweep_dirs)) > 1:
+        out = f"outputs/reports/{datetime.now():%Y-%m-%d/%H-%M-%S}"
+
+    from ..errors import UserError
+    from . import build_report
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    try:
+        written = build_report(args.sweep_dirs, out, baseline=args.baseline, all_pairs=args.all_pairs, warn=warn)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; files already written are complete (each is renamed into place)",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    print(f"report: {written['report']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Experiment tracking: TensorBoard (``tracker=tensorboard``), off by default.
+
+Each run writes ``<run dir>/tensorboard/``: one scalar per metrics.csv column per epoch (the epoch
+is the step) and, when the run ends, its HParams: the run's identity (:func:`actcompare.runs.
+identity`, flattened to dotted keys) plus its status, with the final metrics. So
+
+    tensorboard --logdir <sweep dir>
+
+shows every run's curves side by side (SCALARS) and a table of activations x final accuracy that
+can be sorted and filtered (HPARAMS). Needs ``pip install 'actcompare[tensorboard]'``.
+
+The recorder calls :func:`open_tracker` when a run starts training, ``log_epoch`` after every
+epoch's metrics.csv row and ``close`` with run.json's record at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import ConfigError
+from .runs import FINAL_METRICS, ID_COLUMNS, METRIC_COLUMNS, VALIDATION_METRICS, identity
+
+SUBDIR = "tensorboard"
+FINAL_TAG = "final/"  # HParams metrics: final/test_acc, ... (per-epoch scalars use the bare column name)
+
+
+class Tracker(Protocol):
+    def log_epoch(self, row: Mapping[str, Any]) -> None: ...
+
+    def close(self, record: Mapping[str, Any]) -> None: ...
+
+
+def _number(value: Any) -> float | None:
+    """A metrics value as a float, or None when it is empty (val_* without a validation split)."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """Nested config -> {dotted key: scalar}; lists and None become text (HParams takes scalars)."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        elif value is None:
+            out[name] = "null"
+        else:
+            out[name] = str(value)
+    return out
+
+
+class TensorBoardTracker:
+    """Per-epoch scalars and end-of-run HParams through torch.utils.tensorboard."""
+
+    def __init__(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # torch raises this when the tensorboard package is absent
+            raise ConfigError(
+                "tracker=tensorboard needs the tensorboard package: pip install 'actcompare[tensorboard]' "
+                "(or tracker=null)"
+            ) from None
+        self.logdir = Path(run_dir) / SUBDIR
+        # A run that starts (again: resume redoes unfinished runs) starts from epoch 1: old events
+        # would show as a second curve on top of the new one.
+        shutil.rmtree(self.logdir, ignore_errors=True)
+        self.config = dict(config)
+        self.writer = SummaryWriter(log_dir=str(self.logdir))
+        self.closed = False
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None:
+        step = int(row["epoch"])
+        for column in METRIC_COLUMNS:
+            if column in ID_COLUMNS:
+                continue
+            value = _number(row.get(column))
+            if value is not None:
+                self.writer.add_scalar(column, value, global_step=step)
+        self.writer.flush()  # a run killed later keeps the epochs it finished
+
+    def close(self, record: Mapping[str, Any]) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            hparams = flatten(identity(self.config))
+            hparams["status"] = str(record.get("status"))
+            final = record.get("final") or {}
+            metrics = {}
+            for name in (*FINAL_METRICS, *VALIDATION_METRICS):
+                value = _number(final.get(name))
+                if value is not None and math.isfinite(value):
+                    metrics[FINAL_TAG + name] = value
+            # run_name=".": the HParams session is this run's own folder, next to its scalars.
+            self.writer.add_hparams(hparams, metrics, run_name=".")
+        finally:
+            self.writer.close()
+
+
+def open_tracker(kind: str | None, run_dir: Path, config: dict) -> Tracker | None:
+    """The tracker ``kind`` (the ``tracker`` config key) for one run, or None when it is off."""
+    if kind is None:
+        return None
+    if kind == "tensorboard":
+        return TensorBoardTracker(Path(run_dir), config)
+    raise ConfigError(f"tracker={kind} is not allowed: use null (off) or tensorboard")
