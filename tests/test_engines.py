@@ -150,3 +150,9 @@ def test_plan_groups_what_can_share_a_program(tiny_cfg, tmp_path: Path) -> None:
     # a ragged set (relu with seeds 0,1; tanh with seed 0) splits into rectangles
     ragged = [cfg("seed=0"), cfg("seed=1"), cfg("activation=tanh", "seed=0")]
     assert sorted(map(len, plan(ragged, 64))) == [1, 2]
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])  # one seed: the activation sees a view of the matmul's output
+def test_in_place_activations_train_stacked(tiny_cfg, tmp_path: Path, seeds) -> None:
+    records = run_group(specs(tiny_cfg, tmp_path, ["relu"], seeds, "epochs=1", "+activation.module.inplace=true"))
+    assert {r["status"] for r in records} == {"completed"}, [r.get("error") for r in records]

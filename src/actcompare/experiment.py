@@ -198,8 +198,8 @@ def _preflight(variant: Variant, width: int, device: torch.device) -> str | None
     """Why an activation module fails on a tiny batch (forward and backward), or None."""
     try:
         module = variant.activation().to(device)
-        z = torch.randn(4, width, device=device, requires_grad=True)
-        module(z).sum().backward()
+        leaf = torch.randn(4, width, device=device, requires_grad=True)
+        module(leaf * 1.0).sum().backward()  # not the leaf itself: in-place modules (inplace=true) are fine
     except Exception as err:
         return f"{type(err).__name__}: {err}"
     return None
