@@ -112,9 +112,9 @@ class StackedEngine:
         # full-size zero gradient and add them up (measured: ~30 % of a CPU step).
         for hv, act in zip(h.unbind(1), self.acts[layer], strict=True):  # hv: (S, b, H)
             if isinstance(act, list):  # per model: its own parameters
-                outs.append(torch.stack([a(hs) for hs, a in zip(hv.unbind(0), act, strict=True)]))
+                outs.append(torch.stack([a(_own(hs)) for hs, a in zip(hv.unbind(0), act, strict=True)]))
             else:  # per variant, all seeds' rows at once, as a (S * b, H) batch of samples
-                outs.append(act(hv.reshape(-1, hv.shape[-1])).view(hv.shape))
+                outs.append(act(_own(hv.reshape(-1, hv.shape[-1]))).view(hv.shape))
         return torch.stack(outs, dim=1).reshape(self.size, h.shape[2], h.shape[3])
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
@@ -250,6 +250,12 @@ class StackedEngine:
         # Nothing to do: a finished model's columns cannot touch the others' (see the module doc).
         # Its weights keep being updated in the stacked tensors but are never read again.
         pass
+
+
+def _own(x: torch.Tensor) -> torch.Tensor:
+    """x itself when it is a fresh tensor, else a copy: autograd forbids in-place activations
+    (inplace=true) on the views that unbind returns. Copying costs S * b * H floats."""
+    return x.clone() if x._is_view() else x
 
 
 def _optimizer_class(factory: OptimizerFactory) -> type:
