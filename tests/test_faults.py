@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from actcompare.experiment import RunSpec, run_group
@@ -71,6 +72,8 @@ def test_killing_a_joblib_sweep_stops_its_workers(start_run_py, extra_conf: str,
                         "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}")  # fmt: skip
     wait_for(lambda: any(rows(p) >= 1 for p in sweep.glob("*/metrics.csv")) or proc.poll() is not None, 180,
              "a worker's first epoch")  # fmt: skip
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers, "joblib started no worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -86,6 +89,8 @@ def test_killing_a_joblib_sweep_stops_its_workers(start_run_py, extra_conf: str,
         record = read_json(path)
         assert record["status"] == "interrupted"
         assert record["epochs_completed"] == len(pd.read_csv(path.parent / "metrics.csv"))
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"workers still running after their sweep was killed: {alive}"
 
 
 def test_a_full_disk_names_the_file_and_keeps_complete_rows(tiny_cfg, tmp_path: Path, monkeypatch) -> None:

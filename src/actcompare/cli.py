@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import itertools
 import os
 import signal
@@ -169,13 +168,10 @@ def main() -> None:
     """
     import hydra
 
-    if importlib.util.find_spec("actcompare.task") is not None:
-        from .task import hydra_task as task
-    else:  # the task's old home, until actcompare/task.py exists
-        task = hydra_task
+    from .task import hydra_task  # here: the parent of a joblib/submitit sweep needs no more
 
     def run(cfg: DictConfig) -> Any:
-        return task(cfg)
+        return hydra_task(cfg)
 
     # Hydra names the job (hydra.job.name, hence <job>.log) after the task function's module:
     # "run", as for run.py, so every entry point writes the same files.

@@ -51,6 +51,7 @@ def job_result(record: dict[str, Any], metric: str) -> float:
 
 
 SWEEP_PID = "ACTCOMPARE_SWEEP_PID"  # set by the sweep callback; inherited by launcher workers
+_ORPHANED = threading.Event()  # the sweep that started this worker has died
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -75,8 +76,10 @@ def _guard_worker() -> None:
                 os.kill(sweep_pid, 0)
             except ProcessLookupError:
                 log.error("the sweep (pid %d) is gone: stopping this run", sweep_pid)
+                _ORPHANED.set()
                 _thread.interrupt_main()
-                return
+                time.sleep(30.0)  # hydra_task ends the process once the run is recorded; if not, do it here
+                os._exit(130)
             except OSError:
                 pass
 
@@ -102,6 +105,10 @@ def hydra_task(cfg: DictConfig) -> float:
     except UserError as err:
         # SystemExit passes through Hydra's job runner: one line on stderr, exit code 2.
         raise SystemExit(f"error: {err}") from None
+    except KeyboardInterrupt:
+        if _ORPHANED.is_set():  # the run is recorded as interrupted; no sweep is left to report to
+            os._exit(130)
+        raise
     if hc.mode == RunMode.RUN:
         if record["status"] == runs.FAILED:
             raise SystemExit(f"error: the run failed: {record.get('error')} (its files: {hc.runtime.output_dir})")
