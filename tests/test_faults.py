@@ -115,3 +115,21 @@ def test_a_full_disk_names_the_file_and_keeps_complete_rows(tiny_cfg, tmp_path: 
     record = read_json(tmp_path / "run" / "run.json")
     assert record["status"] == "failed" and "No space left" in record["error"]
     assert record["epochs_completed"] == len(pd.read_csv(tmp_path / "run" / "metrics.csv"))
+
+
+@pytest.mark.slow
+def test_sweeping_experiment_is_refused_before_training(run_py, tmp_path: Path) -> None:
+    res = run_py("-m", "experiment=tutorial,lr_sweep", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert_clean_error(res, max_lines=2)
+    assert "sweeping experiment= is not supported" in res.stderr and "for e in" in res.stderr
+    assert not list((tmp_path / "s").glob("*/run.json"))
+
+
+@pytest.mark.slow
+def test_jobs_that_would_share_a_folder_are_refused(run_py, tmp_path: Path) -> None:
+    """A folder name that leaves out a swept key (here: a fixed subdir while the seed is swept)
+    would put two different runs in one folder: refused before anything trains."""
+    res = run_py("-m", "seed=0,1", "epochs=1", "hydra.sweep.subdir=same", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert_clean_error(res, max_lines=2)
+    assert "would share the folder" in res.stderr
+    assert not (tmp_path / "s" / "same" / "run.json").exists()
