@@ -18,6 +18,19 @@ from hydra_plugins.actcompare.launcher import FusedLauncher
 CALLBACK = {"hydra": {"callbacks": {"actcompare": {"_target_": "hydra_plugins.actcompare.callback.SweepCallback"}}}}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_version_base():
+    """Each suite test as in a fresh process: other tests' compose(version_base="1.3") sets Hydra's
+    process-wide version base, which would change the suites' apps (no chdir into the job folder)."""
+    from hydra import version
+
+    base = version.VersionBase.instance()
+    saved = base.version_base
+    version.setbase("1.1")  # what the suites' apps (no version_base) get in a fresh process
+    yield
+    base.version_base = saved
+
+
 def test_discovery() -> None:
     assert FusedLauncher.__name__ in [p.__name__ for p in Plugins.instance().discover(Launcher)]
 
