@@ -1,13 +1,14 @@
 """How fast is this project's training, against the PyTorch tutorial's and against itself, and why.
 
-Issue 9's speed table (CPU; one invocation, ~17 min on 2 cores, see --help for what each flag does):
+Issue 9's speed table (CPU; one invocation, ~15 min on a quiet 2-core machine):
 
     MNIST_ROOT=/work/shared/data .venv/bin/python scripts/benchmark.py --epochs 10 --skip-loops
 
-and on a GPU (the CPU-only baselines left out: the tutorial's DataLoader would take many minutes):
+and on a GPU (~2-3 min; the tutorial script is left out, its DataLoader would take many minutes,
+and the per-run engine trains 2 of the 12 models, which is enough for its per model-epoch time):
 
     python scripts/benchmark.py --device cuda --epochs 10 --skip-loops --single-models 2 \\
-        --sweep-runs 12 --sweep-variants fused,basic
+        --sweep-runs 12 --sweep-variants fused
 
 Other questions:
 
@@ -17,28 +18,30 @@ Other questions:
     .venv/bin/python scripts/benchmark.py --epochs 3 --skip-sweep --skip-engines --ablations --compile
     .venv/bin/python scripts/benchmark.py --epochs 1 --seeds 0 --skip-sweep --skip-engines --profile
 
-All measurements run in this one process (or its subprocesses), so they share the machine's state:
-1. the fp32 matmul rate of a large ``torch.mm`` (the machine's attainable compute), at the start
-   and again at the end (drift);
-2. unless --skip-engines: the stacked engine against the per-run engine on the default
-   comparison's models (4 activations x --fused-seeds), both built by
-   ``actcompare.engines.make_engine`` on ``load_mnist``'s full MNIST with the config's fused Adam,
-   interleaved epoch by epoch (stacked, per-run, per-run, stacked, ...); seconds per model-epoch,
-   their ratio, and both engines' final test accuracies (the speed must not change the results);
-3. unless --skip-loops: tutorial loop (torchvision MNIST + ToTensor + DataLoader, ``loss.item()``
+All measurements run in this one process (or its subprocesses), in this order, so they share the
+machine's state:
+1. the fp32 matmul rate of a large ``torch.mm`` (the machine's attainable compute), and a check
+   that this script's recipe (Adam, activations, network) is what run.py composes from conf/;
+2. unless --skip-loops: tutorial loop (torchvision MNIST + ToTensor + DataLoader, ``loss.item()``
    every step) against this project's loop (``load_mnist`` once, then ``train`` + ``test`` per
    epoch), interleaved A B A B epoch by epoch, same network / batch size / Adam / epochs / seed;
    per-epoch medians, samples/s, achieved GFLOP/s and final test accuracy (mean over --seeds),
    and the per-epoch cost of ``actcompare.diagnostics.probe`` (diagnostics on vs off);
-4. unless --skip-sweep: for each --sweep-runs N (4 activations x N/4 seeds), wall time and peak
-   RSS of the sweep through run.py (the default fused launcher, ``hydra/launcher=basic``, joblib
-   with 2 jobs) next to a standalone tutorial-style script doing the same N trainings;
-5. peak RSS of one ``run.py epochs=1`` process;
-6. with --ablations: the choices behind the loop, interleaved epoch by epoch on the same data:
+3. unless --skip-engines: the stacked engine against the per-run engine on the default
+   comparison's models (4 activations x --fused-seeds), both built by
+   ``actcompare.engines.make_engine`` on ``load_mnist``'s full MNIST with the config's fused Adam,
+   interleaved epoch by epoch (stacked, per-run, per-run, stacked, ...); seconds per model-epoch,
+   their ratio, and both engines' final test accuracies (the speed must not change the results);
+4. with --ablations: the choices behind the loop, interleaved epoch by epoch on the same data:
    fused Adam (the project's) against foreach and plain per-tensor Adam, and with --compile also
    ``torch.compile(model)`` (its first epoch includes compiling);
-7. with --profile: where a training step's time goes (torch.profiler over 300 steps, by operator);
-8. issue 9's speed table: figure | measured | target | met?, beside the matmul rate.
+5. with --profile: where a training step's time goes (torch.profiler over 300 steps, by operator);
+6. unless --skip-sweep: for each --sweep-runs N (4 activations x N/4 seeds), wall time and peak
+   RSS of the sweep through run.py (the default fused launcher, ``hydra/launcher=basic``, joblib
+   with 2 jobs) next to a standalone tutorial-style script doing the same N trainings;
+7. peak RSS of one ``run.py epochs=1`` process;
+8. the matmul rate again (drift), then issue 9's speed table: figure | measured | target | met?,
+   with the matmul rates beside it.
 Every figure is printed and written to --out as CSV rows (name, value, unit); the speed table
 also to <out>_targets.csv. Timings on a shared machine are noisy: compare figures from the same
 invocation only (the "other procs" notes say how busy the machine was).
@@ -186,9 +189,10 @@ def check_config(batch_size: int) -> list[str]:
         theirs = instantiate(cfg.optimizer)
         if _partial_key(theirs) != _partial_key(ADAM):
             problems.append(f"optimizer: config builds {theirs}, this script {ADAM}")
-        if tuple(hidden_sizes(cfg.model)) != HIDDEN_SIZES or cfg.model.init != INIT:
+        init = getattr(cfg.model.init, "value", cfg.model.init)  # an Enum in the typed config
+        if tuple(hidden_sizes(cfg.model)) != HIDDEN_SIZES or init != INIT:
             problems.append(
-                f"model: config {list(hidden_sizes(cfg.model))} init {cfg.model.init}, "
+                f"model: config {list(hidden_sizes(cfg.model))} init {init}, "
                 f"this script {list(HIDDEN_SIZES)} init {INIT}"
             )
         if int(cfg.batch_size) != batch_size:
@@ -249,7 +253,7 @@ def small_matmul_rate(device: torch.device, batch: int, steps: int = 300) -> flo
 
 
 # --------------------------------------------------------------------------------------------
-# 2. Stacked engine vs per-run engine
+# 3. Stacked engine vs per-run engine
 
 
 def compare_engines(args, device: torch.device, res: Results) -> None:
@@ -416,7 +420,7 @@ def compare_engines(args, device: torch.device, res: Results) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# 3. Tutorial loop vs project loop
+# 2. Tutorial loop vs project loop
 
 
 def tutorial_train(loader, model, loss_fn, optimizer, device) -> float:
@@ -616,7 +620,7 @@ def compare_loops(args, device: torch.device, res: Results) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# 4./5. Subprocesses
+# 6./7. Subprocesses
 
 
 TUTORIAL_SCRIPT = '''
@@ -905,12 +909,13 @@ def sweep_benchmarks(args, res: Results, env: dict, tmp: Path) -> None:
                     note += "; " + check_sweep(Path(cmd[-1].split("=", 1)[1]), n_runs)
                 notes[name].append(note)
                 print(f"    {note}", flush=True)
-        best = {n: min(walls[n]) for n in names}
+        best = {n: min((w for w in walls[n] if w == w), default=float("nan")) for n in names}  # NaN: failed
         p = f"sweep{n_runs}_"
         for n in names:
             res.add(sec, f"{p}wall_{n}", best[n], "s", "min over rounds; runs: " + "; ".join(notes[n]))
         for n in names:
-            res.add(sec, f"{p}peak_rss_{n}", max(rss[n]), "MiB", "ru_maxrss of the largest process, max over rounds")
+            peak = max((m for m in rss[n] if m == m), default=float("nan"))
+            res.add(sec, f"{p}peak_rss_{n}", peak, "MiB", "ru_maxrss of the largest process, max over rounds")
         for n in names:
             if n != "tutorial_script" and "tutorial_script" in best:
                 res.add(sec, f"{p}ratio_tutorial_over_{n}", best["tutorial_script"] / best[n], "x")
@@ -991,7 +996,7 @@ def speed_targets(args, device: torch.device, res: Results) -> list[Target]:
         "x",
         ">= 1.5x faster",
         lambda v: v >= 1.5,
-        f"{si:.3f} -> {st:.3f} s = {ratio:.2f}x",
+        f"per-run {si:.3f} s, stacked {st:.3f} s: {ratio:.2f}x",
         why=on_cpu_only if on_gpu else skipped(args.skip_engines, "--skip-engines"),
     )
 
@@ -1018,7 +1023,7 @@ def speed_targets(args, device: torch.device, res: Results) -> list[Target]:
             "x",
             f">= {goal:.0f}x",
             lambda v, g=goal: v >= g,
-            f"{tut:.1f} -> {fused:.1f} s = {tut / fused:.2f}x",
+            f"tutorial {tut:.1f} s, run.py {fused:.1f} s: {tut / fused:.2f}x",
             epochs_caveat(args.sweep_epochs),
             why,
         )
@@ -1081,9 +1086,9 @@ def speed_targets(args, device: torch.device, res: Results) -> list[Target]:
         f"stacked engine's final test accuracy = per-run engine's ({'' if K != K else int(K)} models)",
         diff,
         "pp",
-        "max |diff| <= 0.3 pp",
+        "max abs diff <= 0.3 pp",
         lambda v: v <= 0.3,
-        f"mean {acc:.2f} % after {args.fused_epochs} epoch(s); max |diff| {diff:.2f} pp",
+        f"mean {acc:.2f} % after {args.fused_epochs} epoch(s); max abs diff {diff:.2f} pp",
         why=skipped(args.skip_engines, "--skip-engines"),
     )
     return rows
@@ -1097,8 +1102,8 @@ def print_targets(rows: list[Target], res: Results, batch_size: int, path: Path)
     table = [header] + [(t.figure, t.measured, t.target, met(t)) for t in rows]
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     mm = (
-        f"machine: fp32 torch.mm {res.mm_n}^2 {res.mm_best:.0f} GFLOP/s at the start, {res.mm_end:.0f} at the "
-        f"end; the MLP's batch-{batch_size} matmuls alone {res.mm_small:.0f} GFLOP/s"
+        f"machine: fp32 torch.mm {res.mm_n}^2 {_fmt(res.mm_best)} GFLOP/s at the start, {_fmt(res.mm_end)} at the "
+        f"end; the MLP's batch-{batch_size} matmuls alone {_fmt(res.mm_small)} GFLOP/s"
     )
     print("\nSpeed targets (issue 9)\n")
     for i, r in enumerate(table):
@@ -1264,16 +1269,6 @@ def main(argv=None) -> int:
         print(f"  ! this script's recipe differs from the packaged config: {problem}", flush=True)
     res.add(sec, "config_differences", len(problems), "", "recipe here vs run.py's composed config; 0: the same")
 
-    if not args.skip_engines:
-        with CpuMeter() as meter:
-            compare_engines(args, device, res)
-        res.add(
-            "engines: stacked vs per-run",
-            "other_processes_cpu_during_engines",
-            meter.share,
-            "%",
-            "CPU used by other processes meanwhile (contention)",
-        )
     if not args.skip_loops:
         with CpuMeter() as meter:
             compare_loops(args, device, res)
@@ -1283,6 +1278,16 @@ def main(argv=None) -> int:
             meter.share,
             "%",
             "CPU used by other processes while the loops and diagnostics ran (contention)",
+        )
+    if not args.skip_engines:
+        with CpuMeter() as meter:
+            compare_engines(args, device, res)
+        res.add(
+            "engines: stacked vs per-run",
+            "other_processes_cpu_during_engines",
+            meter.share,
+            "%",
+            "CPU used by other processes meanwhile (contention)",
         )
     if args.ablations:
         ablations(args, device, res)

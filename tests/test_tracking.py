@@ -76,7 +76,7 @@ def test_scalars_per_epoch_and_hparams_with_final_metrics(tmp_path: Path) -> Non
     assert hparams["activation.name"] == "tanh"
     assert hparams["optimizer.lr"] == pytest.approx(0.003)
     assert hparams["seed"] == 3 and hparams["epochs"] == 2
-    assert hparams["model.hidden_sizes"] == "[32, 32]" and hparams["model.depth"] == "null"
+    assert hparams["model.hidden_sizes"] == "[32, 32]"
     assert hparams["status"] == "completed"
     for bookkeeping in ("device", "threads", "tracker", "objective", "data.root", "resume"):
         assert bookkeeping not in hparams, bookkeeping

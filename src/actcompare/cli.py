@@ -115,30 +115,36 @@ def config_error(err: BaseException) -> str:
 
 
 def _exit_now(signum: int, frame: Any) -> None:
-    """A second Ctrl-C (or SIGTERM) while already stopping: leave at once, quietly."""
+    """SIGTERM while already stopping: leave at once, quietly."""
     os._exit(130)
+
+
+def _stopping() -> None:
+    """From here on this process only exits: a further Ctrl-C (people press it twice) is ignored
+    instead of raising into the exit path (a traceback), and SIGTERM ends it at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_now)
 
 
 def guard(main: Callable[[], Any]) -> None:
     """Run Hydra's main so that bad input, Ctrl-C and SIGTERM end with one line, no traceback.
 
     HYDRA_FULL_ERROR=1 (set by the user) still gives the full traceback. Ctrl-C while the entry
-    point was still importing is handled before this (run.py, __main__.py: _early_interrupts).
+    point was still importing is handled before this (run.py, __main__.py: one line, exit 130).
     """
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Hydra prints config errors over 5-7 lines (and suggests `+key=` for a typo, which the typed
     # schema then rejects); this makes it raise them to us instead, to be said in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
+        # Inside the try: a Ctrl-C from the first instant on is caught below.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
         main()
     except KeyboardInterrupt:
+        _stopping()
         if full_error:
             raise
-        # From here on a second Ctrl-C (people press it twice) must not turn into a traceback.
-        signal.signal(signal.SIGINT, _exit_now)
-        signal.signal(signal.SIGTERM, _exit_now)
         print(
             "interrupted: finished epochs and runs are on disk (run.json says 'interrupted'). "
             "To finish a sweep: rerun the same command with hydra.sweep.dir=<its folder> resume=true",
@@ -146,16 +152,22 @@ def guard(main: Callable[[], Any]) -> None:
             flush=True,
         )
         sys.exit(130)
+    except SystemExit:  # e.g. the sweep's own one-line summary of interrupted runs
+        _stopping()
+        raise
     except (HydraException, OmegaConfBaseException) as err:
+        _stopping()
         if full_error:
             raise
         sys.exit(config_error(err))
     except Exception as err:
+        _stopping()
         if full_error:
             raise
         first = next(iter(str(err).strip().splitlines()), "")
         sys.exit(f"error: {type(err).__name__}: {first} (set HYDRA_FULL_ERROR=1 for the traceback)")
     finally:
+        _stopping()
         if not full_error:
             os.environ.pop("HYDRA_FULL_ERROR", None)
 

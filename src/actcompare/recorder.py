@@ -35,6 +35,7 @@ from .files import atomic_path, atomic_write
 log = logging.getLogger(__name__)
 
 EXAMPLES = 8  # test digits kept with their softmax probabilities
+RESULT_FILES = ("metrics.csv", "diagnostics.csv", "model.pt", "confusion.csv", "examples.npz")
 _WRITTEN: set[Path] = set()  # run folders this process has recorded (repeated Optuna trials)
 
 
@@ -229,14 +230,11 @@ class RunRecorder:
         except OSError as err:
             raise _cannot_write(self.out, err) from None
         _WRITTEN.add(self.out.resolve())
+        for name in RESULT_FILES:  # an earlier attempt's results (resume redoes the run): not this run's
+            (self.out / name).unlink(missing_ok=True)
         self._json()
-        self.metrics = CsvLog(self.out / "metrics.csv", runs.METRIC_COLUMNS)
-        if self.config.get("diagnostics"):
-            self.diagnostics = CsvLog(self.out / "diagnostics.csv", runs.DIAGNOSTIC_COLUMNS)
-        if self.config.get("tracker"):
-            from .tracking import open_tracker
-
-            self.tracker = open_tracker(self.config["tracker"], self.out, self.config)
+        # metrics.csv, diagnostics.csv and the tracker appear with the first epoch's row: a run
+        # stopped before training (no data, a bad module) leaves run.json saying why, nothing else.
 
     def restart(self, engine: str) -> None:
         """Start the folder afresh (another engine redoes this run from its first epoch)."""
@@ -244,6 +242,7 @@ class RunRecorder:
             if csv_log is not None:
                 csv_log.close()
         self.status, self.extra, self.finished = runs.RUNNING, {}, False
+        self.metrics = self.diagnostics = self.tracker = None
         self.record.pop("group", None)
         self.record.update(engine=engine, status=runs.RUNNING, epochs_completed=0,
                            started=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
@@ -255,14 +254,21 @@ class RunRecorder:
         return {"activation": self.record["activation"], "seed": self.record["seed"]}
 
     def epoch(self, row: dict[str, Any]) -> None:
-        assert self.metrics is not None
+        if self.metrics is None:
+            self.metrics = CsvLog(self.out / "metrics.csv", runs.METRIC_COLUMNS)
+            if self.config.get("tracker"):
+                from .tracking import open_tracker
+
+                self.tracker = open_tracker(self.config["tracker"], self.out, self.config)
         row = {**self.ident, **row}
         self.metrics.write([row])
         if self.tracker is not None:
             self.tracker.log_epoch(row)
 
     def layers(self, epoch: int, rows: Sequence[dict[str, Any]]) -> None:
-        if self.diagnostics is not None:
+        if self.config.get("diagnostics"):
+            if self.diagnostics is None:
+                self.diagnostics = CsvLog(self.out / "diagnostics.csv", runs.DIAGNOSTIC_COLUMNS)
             self.diagnostics.write([{**self.ident, "epoch": epoch, **r} for r in rows])
 
     def end(self, status: str, **extra: Any) -> None:

@@ -45,7 +45,7 @@ DIAGNOSTIC_COLUMNS = [*ID_COLUMNS, "layer", *LAYER_COLUMNS]
 # report grouping all use this one list.
 BOOKKEEPING_KEYS = (
     "resume", "device", "threads", "diagnostics", "save_model", "tracker", "objective",
-    "data.root", "data.download", "experiment",
+    "data.root", "data.download", "experiment", "hparams_search",
 )  # fmt: skip
 
 
