@@ -10,56 +10,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from .errors import UserError
 from .schema import unknown_key
-
-
-def _threads_per_job(hydra_cfg: DictConfig) -> int | None:
-    """Torch threads for a job so parallel launchers do not oversubscribe the cores.
-
-    joblib with n_jobs=k runs k jobs at once: each gets cores // k threads (n_jobs=-1: one
-    each). submitit gives each job cpus_per_task cores. The basic launcher: torch's default.
-    """
-    launcher = OmegaConf.select(hydra_cfg, "launcher", default={}) or {}
-    target = str(launcher.get("_target_", ""))
-    cores = os.cpu_count() or 1
-    if "joblib" in target:
-        n_jobs = int(launcher.get("n_jobs", -1))
-        parallel = cores if n_jobs < 0 else min(n_jobs, cores)
-        return max(1, cores // max(parallel, 1))
-    if "submitit" in target and launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
-    return None
-
-
-def hydra_task(cfg: DictConfig) -> dict[str, Any]:
-    """The body of run.py's @hydra.main: run one experiment in Hydra's output folder."""
-    hc = HydraConfig.get()
-    try:
-        # Imported here, not at the top: the parent process of a joblib/submitit sweep never trains,
-        # so it never pays for torchvision's imports.
-        from .experiment import run_experiment
-
-        record = run_experiment(
-            cfg,
-            out_dir=hc.runtime.output_dir,
-            overrides=list(hc.overrides.task),
-            choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")},
-            threads=cfg.threads or _threads_per_job(hc),
-        )
-    except UserError as err:
-        # SystemExit passes through Hydra's job runner: one line on stderr, exit code 2.
-        raise SystemExit(f"error: {err}") from None
-    if record["status"] == "failed" and hc.mode == RunMode.RUN:
-        # In a sweep the sweeper lists failed runs at the end; a single run says so itself.
-        raise SystemExit(f"error: the run failed: {record['error']} (its files: {hc.runtime.output_dir})")
-    return record
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
