@@ -37,6 +37,12 @@ from . import OptimizerFactory, Variant
 
 log = logging.getLogger(__name__)
 
+# Activations known to act element by element: they run on (S, b, H) views as they are. Any
+# other module sees a (S * b, H) matrix (one row per sample), the shape it would see in a single run.
+ELEMENTWISE = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Identity, nn.Softsign, nn.Tanhshrink,
+)  # fmt: skip
 EVAL_CHUNK = 2048  # test images per evaluation pass: bounds memory at M * 2048 * width floats
 
 
@@ -113,7 +119,9 @@ class StackedEngine:
         for hv, act in zip(h.unbind(1), self.acts[layer], strict=True):  # hv: (S, b, H)
             if isinstance(act, list):  # per model: its own parameters
                 outs.append(torch.stack([a(_own(hs)) for hs, a in zip(hv.unbind(0), act, strict=True)]))
-            else:  # per variant, all seeds' rows at once, as a (S * b, H) batch of samples
+            elif isinstance(act, ELEMENTWISE) and not getattr(act, "inplace", False):
+                outs.append(act(hv))  # on the strided view itself: no copy (stack below makes one)
+            else:  # any other module, all seeds' rows at once as a (S * b, H) batch of samples
                 outs.append(act(_own(hv.reshape(-1, hv.shape[-1]))).view(hv.shape))
         return torch.stack(outs, dim=1).reshape(self.size, h.shape[2], h.shape[3])
 
