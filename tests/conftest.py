@@ -32,6 +32,8 @@ EXTRA_ACTIVATIONS = {
     "crash": "name: crash\nmodule:\n  _target_: tests.helpers.Exploding\n",
     # 512 images / batch 64 = 8 steps x 2 layers + eval + diagnostics: ~0.3 s per epoch.
     "slow": "name: slow\nmodule:\n  _target_: tests.helpers.SlowReLU\n  delay: 0.015\n",
+    # x * 1e4: the logits explode, the run diverges (finite or not) in its first epoch.
+    "amplify": "name: amplify\nmodule:\n  _target_: tests.helpers.Amplify\n",
 }
 
 
