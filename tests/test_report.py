@@ -359,3 +359,24 @@ def test_results_json_roundtrip(report, sweep_dir: Path) -> None:
     for col in ("run", "status", "outcome", "activation", "seed", "epoch", "test_acc", "group"):
         assert col in results.columns, col
     assert json.loads((sweep_dir / "activation=relu,seed=0" / "run.json").read_text())["status"] == "completed"
+
+
+def test_report_script_dedups_groups_by_identity_and_refuses_a_shared_label(tmp_path: Path) -> None:
+    """Through scripts/report.py (a subprocess): the same sweep given twice counts once and says
+    so; a sweep whose epochs differ is another group; one name for two configs is refused."""
+    sweep = write_sweep(tmp_path / "sweep")
+    res = _script(str(sweep), str(sweep), "--out", str(tmp_path / "twice"))
+    assert res.returncode == 0, res.stderr
+    summary = pd.read_csv(tmp_path / "twice" / "summary.csv")
+    assert sorted(summary["activation"]) == ["relu", "sigmoid", "tanh"] and (summary["completed"] == 3).all()
+    assert "given more than once and were read once" in (tmp_path / "twice" / "report.md").read_text()
+    other = tmp_path / "five"
+    for seed, acc in ACCS["relu"].items():
+        write_run(other / f"activation=relu,seed={seed}", "relu", seed, (acc - 0.01, acc - 0.004, acc - 0.002, acc))
+    res = _script(str(sweep), str(other), "--out", str(tmp_path / "merged"))
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(tmp_path / "merged" / "summary.csv")) == 4  # relu at 3 and at 4 epochs, apart
+    write_run(tmp_path / "clash" / "b", "relu", 1, module="torch.nn.GELU")
+    res = _script(str(sweep), str(tmp_path / "clash"), "--out", str(tmp_path / "bad"))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "shared by two different activation configs" in res.stderr and "Traceback" not in res.stderr
