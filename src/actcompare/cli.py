@@ -7,6 +7,7 @@ import itertools
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,9 @@ def _stopping() -> None:
     signal.signal(signal.SIGTERM, _exit_now)
 
 
+EXIT_GRACE_SECONDS = 10.0  # after Ctrl-C: how long the interpreter may take to exit normally
+
+
 def guard(main: Callable[[], Any]) -> None:
     """Run Hydra's main so that bad input, Ctrl-C and SIGTERM end with one line, no traceback.
 
@@ -106,6 +110,13 @@ def guard(main: Callable[[], Any]) -> None:
             file=sys.stderr,
             flush=True,
         )
+        # A Ctrl-C that lands inside an import can leave a half-started library whose exit
+        # handlers or threads never finish (seen once in CI: no exit within 60 s). Everything
+        # worth keeping is on disk already (rows fsynced, run.json written), so if the normal exit
+        # takes longer than this, end the process anyway.
+        deadline = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(130,))
+        deadline.daemon = True  # never what keeps the process alive
+        deadline.start()
         sys.exit(130)
     except SystemExit:  # e.g. the sweep's own one-line summary of interrupted runs
         _stopping()
