@@ -40,6 +40,8 @@ ELEMENTWISE_OPTIMIZERS = {
 }  # fmt: skip
 # Keys whose values may differ inside one stacked group: each model gets its own.
 PER_MODEL_KEYS = ("seed", "activation", "model.init")
+# Bookkeeping keys that still must agree inside one program: where it runs and which data it reads.
+SHARED_BOOKKEEPING = ("device", "threads", "data.root", "data.download")
 
 
 @dataclass
@@ -61,10 +63,9 @@ class RunSpec:
 def group_key(config: dict[str, Any]) -> str:
     """Jobs with equal keys can train in one stacked group: everything but the per-model keys
     and the per-run bookkeeping (diagnostics, save_model, tracker, ...) must agree."""
-    per_run = {"resume", "diagnostics", "save_model", "tracker", "objective", "experiment"}
-    rest = {k: v for k, v in config.items() if k not in per_run}
-    for key in PER_MODEL_KEYS:
-        rest = runs._drop(rest, key)
+    rest = dict(config)
+    for key in (*PER_MODEL_KEYS, *(k for k in runs.BOOKKEEPING_KEYS if k not in SHARED_BOOKKEEPING)):
+        rest = runs.without(rest, key)
     return json.dumps(rest, sort_keys=True, default=str)
 
 
@@ -320,8 +321,7 @@ def _loop(engine, specs, recorders, slot, data, val, progress: Progress) -> None
             if why:
                 rec.end(runs.DIVERGED, diverged_epoch=epoch, diverged_reason=why)
                 log.warning("%s seed %s diverged in epoch %d (%s): stopped", *rec.ident.values(), epoch, why)
-                alive.remove(i)
-                engine.drop(m)
+                alive.remove(i)  # its columns keep training in a stacked group, but touch no other model
             elif specs[i].cfg.diagnostics:
                 rec.layers(epoch, diag.probe(engine.module(m), probe_x, probe_y))
         mean_acc = sum(test_acc[slot[i]] for i in alive) / max(len(alive), 1)

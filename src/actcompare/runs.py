@@ -49,14 +49,15 @@ BOOKKEEPING_KEYS = (
 )  # fmt: skip
 
 
-def _drop(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+def without(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A copy of ``config`` without the dotted ``key`` (absent keys are fine)."""
     head, _, rest = key.partition(".")
     out = dict(config)
     if head not in out:
         return out
     if rest:
         if isinstance(out[head], Mapping):
-            out[head] = _drop(out[head], rest)
+            out[head] = without(out[head], rest)
     else:
         del out[head]
     return out
@@ -74,7 +75,7 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     data.val_samples) keeps its identity."""
     out = {k: v for k, v in config.items() if k != "hydra"}
     for key in BOOKKEEPING_KEYS:
-        out = _drop(out, key)
+        out = without(out, key)
     return _no_nulls(out)
 
 

@@ -48,10 +48,6 @@ class Engine(Protocol):
         """Model m's current weights as a standalone NeuralNetwork (diagnostics, model.pt)."""
         ...
 
-    def drop(self, m: int) -> None:
-        """Model m is finished (diverged/failed): stop spending effort on it where possible."""
-        ...
-
 
 def make_engine(
     kind: str,

@@ -40,6 +40,3 @@ class SingleEngine:
 
     def module(self, m: int) -> NeuralNetwork:
         return self.model
-
-    def drop(self, m: int) -> None:
-        pass

@@ -254,11 +254,6 @@ class StackedEngine:
                 act.load_state_dict(trained[s].state_dict())
         return net
 
-    def drop(self, m: int) -> None:
-        # Nothing to do: a finished model's columns cannot touch the others' (see the module doc).
-        # Its weights keep being updated in the stacked tensors but are never read again.
-        pass
-
 
 def _own(x: torch.Tensor) -> torch.Tensor:
     """x itself when it is a fresh tensor, else a copy: autograd forbids in-place activations
