@@ -1,18 +1,23 @@
 """Per-epoch training diagnostics on a fixed probe batch: why an activation wins or fails.
 
 For every Linear layer: the gradient norm of its weight (vanishing/exploding gradients by depth).
-For every hidden layer, two different ways a unit can stop passing gradient, kept apart:
+For every hidden layer, one question per unit: **does it pass gradient?** A unit has *no gradient*
+on a probe image when ``|f'(z)|`` is below ``NO_GRAD_LEVEL`` (0.1 %) of the activation's own
+maximum slope ``max |f'|``, whatever the reason: a ReLU-like unit below its kink (exactly 0), a
+sigmoid or tanh deep in a flat tail, gelu's far-left tail whether or not float32 has underflowed
+it to an exact 0 there. The level sits a factor 10 away from the smallest slope a shipped
+activation keeps on purpose (leaky_relu's 0.01, i.e. 1 % of its maximum 1), so leaky_relu's left
+side (and prelu's 0.25) passes gradient, and a float rounding of 0.01 can never flip it. Each unit
+falls in exactly one of three categories (they sum to 1):
 
-- *inactive*: the unit is **off**, i.e. outputs exactly 0 with a zero derivative (a ReLU-like
-  unit below its kink: relu, relu6 and hardswish on their left), for most probe images;
-  *dead*: off for every probe image (the dying ReLU);
-- *saturated*: the pre-activation lies in a **flat tail** of a bounded or saturating activation
-  (the derivative is below 1 % of the activation's maximum derivative there and stays below it
-  further out): both tails of sigmoid and tanh, relu6's clip at 6, the negative tails of elu,
-  selu, softplus, gelu, silu and mish; for most probe images. An off unit is never counted as
-  saturated, and a turning point (gelu's minimum) is not a tail, so an activation without a flat
-  tail (relu, leaky_relu, prelu, identity) never has saturated units.
+- ``no_grad_all_frac``: no gradient for every probe image (the dying ReLU, and its analogues);
+- ``no_grad_frac - no_grad_all_frac``: no gradient for most (more than half), not all, images;
+- ``1 - no_grad_frac``: passes gradient for at least half of the images.
 
+Kept beside it, as a breakdown of *where* a unit without gradient sits (and for diagnostics.csv
+files written before ``no_grad_frac`` existed): ``inactive_frac`` (off: output exactly 0 with a
+zero derivative, for most images), ``dead_frac`` (off for every image) and ``saturated_frac`` (in a
+flat tail, where |f'| stays below the same level out to the grid's end, not off, for most images).
 Plus the fraction of exactly-zero activations (sparsity) and the mean and std of the activations.
 One forward and backward pass over the probe images, i.e. the cost of a few training steps per
 epoch.
@@ -30,8 +35,11 @@ from torch import nn
 from .model import NeuralNetwork
 from .runs import LAYER_COLUMNS
 
-SATURATION_LEVEL = 0.01  # derivative below 1 % of the activation's maximum derivative ...
-MOST = 0.5  # ... or off, for more than half of the probe images
+# |f'| below 0.1 % of the activation's maximum |f'| is "no gradient": a factor 10 below leaky_relu's
+# deliberate 1 % slope (which must not sit on the threshold), a factor 10 above float32 noise around 0.
+NO_GRAD_LEVEL = 1e-3
+SATURATION_LEVEL = NO_GRAD_LEVEL  # a flat tail: no gradient from a point out to the grid's end
+MOST = 0.5  # ... for more than half of the probe images
 SATURATION_SHARE = MOST  # former name
 _GRID = torch.linspace(-20.0, 20.0, 8001)  # where an activation's shape is examined
 
@@ -82,12 +90,17 @@ def shape(act: nn.Module, device: torch.device | str = "cpu") -> Shape:
     return Shape(low=low, high=high, has_off=bool(off.any()), has_tail=has_tail, d_max=d_max)
 
 
-def unit_states(act: nn.Module, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(off, saturated): boolean (P, units) masks for pre-activations ``z`` and outputs ``a``."""
+def unit_states(act: nn.Module, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(no_grad, off, saturated): boolean (P, units) masks for pre-activations ``z`` and outputs ``a``.
+
+    no_grad: |f'(z)| < NO_GRAD_LEVEL x max |f'|; off and saturated are two places where that holds.
+    """
     s = shape(act, z.device)
-    off = (a == 0) & (derivative(act, z) == 0)
+    d = derivative(act, z)
+    no_grad = d.abs() < NO_GRAD_LEVEL * s.d_max
+    off = (a == 0) & (d == 0)
     saturated = ((z <= s.low) | (z >= s.high)) & ~off
-    return off, saturated
+    return no_grad, off, saturated
 
 
 def probe(model: NeuralNetwork, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
@@ -109,10 +122,12 @@ def probe(model: NeuralNetwork, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
             h = act(z)
             with torch.no_grad():
                 a = h.detach()
-                off, saturated = unit_states(act, z_seen, a)
+                no_grad, off, saturated = unit_states(act, z_seen, a)
                 rows.append(
                     {
                         "layer": layer,
+                        "no_grad_frac": (no_grad.float().mean(dim=0) > MOST).float().mean().item(),
+                        "no_grad_all_frac": no_grad.all(dim=0).float().mean().item(),
                         "inactive_frac": (off.float().mean(dim=0) > MOST).float().mean().item(),
                         "dead_frac": off.all(dim=0).float().mean().item(),
                         "saturated_frac": (saturated.float().mean(dim=0) > MOST).float().mean().item(),

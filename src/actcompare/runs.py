@@ -33,9 +33,12 @@ METRIC_COLUMNS = [*ID_COLUMNS, *FINAL_METRICS, *VALIDATION_METRICS, "epoch_secon
 # diagnostics.csv, one row per epoch and layer (layer 1 = first hidden layer; the last = output layer):
 #   inactive_frac: share of units that are off (ReLU-like output at its floor) for most probe images
 #   dead_frac: share of units off for every probe image; saturated_frac: share of units whose
-#   derivative is below 1 % of the activation's maximum derivative for most probe images (bounded
-#   activations); zero_frac: share of exactly-zero outputs; grad_norm: weight gradient norm.
-LAYER_COLUMNS = ["grad_norm", "inactive_frac", "dead_frac", "saturated_frac", "zero_frac", "act_mean", "act_std"]
+#   derivative is below 0.1 % of the activation's maximum derivative for most probe images (bounded
+#   activations); zero_frac: share of exactly-zero outputs; grad_norm: weight gradient norm;
+#   no_grad_frac / no_grad_all_frac: share of units with |f'| < 0.1 % of the activation's maximum slope
+#   for most / for every probe image, whatever the cause (diagnostics.py: the one "no gradient" category).
+LAYER_COLUMNS = ["grad_norm", "inactive_frac", "dead_frac", "saturated_frac", "zero_frac", "act_mean", "act_std",
+                 "no_grad_frac", "no_grad_all_frac"]  # fmt: skip
 DIAGNOSTIC_COLUMNS = [*ID_COLUMNS, "layer", *LAYER_COLUMNS]
 
 # ---------------------------------------------------------------- identity
