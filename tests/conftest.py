@@ -20,8 +20,19 @@ import torch
 # by the tests may be using the other cores (several threads per process then oversubscribe them).
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run on the CPU unless marked ``gpu``: device=auto picks the CPU in this process and in the
+    processes a test starts (under a CUDA graph, Python runs only at capture, so a test module that
+    counts calls or sleeps per call would break)."""
+    if request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "src" / "actcompare" / "conf"
+CONF_DIR = REPO / "conf"
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 TRAIN_N, TEST_N = 512, 256
 SUBPROCESS_TIMEOUT = 240  # seconds from its start; a run.py call on the tiny data takes ~10 s (mostly imports)

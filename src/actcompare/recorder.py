@@ -314,7 +314,8 @@ class RunRecorder:
             except OSError as err:
                 raise _cannot_write(path, err) from None
 
-        write("model.pt", lambda tmp: torch.save(model.state_dict(), tmp))
+        # CPU tensors: a model trained on a GPU loads anywhere without map_location
+        write("model.pt", lambda tmp: torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp))
         cm = confusion_matrix(model, test_x, test_y).cpu().numpy()
         frame = pd.DataFrame(cm, index=pd.RangeIndex(10, name="true"), columns=[f"pred_{c}" for c in range(10)])
         write("confusion.csv", lambda tmp: frame.to_csv(tmp))

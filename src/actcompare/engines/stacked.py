@@ -17,15 +17,19 @@ A model that diverges or fails cannot disturb the others: no operation mixes mod
 On CUDA the step (gather, forward, backward, optimizer) is captured once as a CUDA graph and
 replayed for every full batch: a step is then one launch instead of ~100 small kernels, and
 nothing is read back to the host before the epoch ends. Capture needs an optimizer with a
-``capturable`` option (Adam, AdamW); otherwise, or when capture fails, the engine runs eagerly
-and says so. The CPU path never touches any of this.
+``capturable`` option (Adam, AdamW, NAdam, RAdam, RMSprop, Adamax); otherwise, or when capture
+fails, the engine runs eagerly and says so. Warm-up and capture happen when the engine is built
+(so no epoch's time includes them; ``warmup_seconds`` says how long they took), and the warm-up's
+training is undone (``capture.warm_up``). The CPU path never touches any of this.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
+import time
 from collections.abc import Sequence
 
 import torch
@@ -34,6 +38,7 @@ from torch import nn
 
 from ..model import NeuralNetwork, build_model
 from . import OptimizerFactory, Variant
+from .capture import CaptureUnsupported, can_restore, capture, describe, first_error, quiet_uncaptured, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ ELEMENTWISE = (
     nn.Mish, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Identity, nn.Softsign, nn.Tanhshrink,
 )  # fmt: skip
 EVAL_CHUNK = 2048  # test images per evaluation pass: bounds memory at M * 2048 * width floats
+GRAPH_DEVICES = ("cuda",)  # device types whose steps are captured (the tests add "cpu" with a stub capture)
+WARMUP_STEPS = 3  # eager steps before capture (torch.cuda.graphs' recipe)
 
 
 def _stateful(module: nn.Module) -> bool:
@@ -62,7 +69,10 @@ class StackedEngine:
         batch_size: int,
         x: torch.Tensor,
         y: torch.Tensor,
+        graph: bool = True,
     ) -> None:
+        """graph=False: never capture (a reference for the graphed path; on CUDA the optimizer is
+        still made ``capturable``, so both paths run the same kernels)."""
         device = x.device
         self.S, self.V = len(seeds), len(variants)
         self.size = self.S * self.V
@@ -101,14 +111,26 @@ class StackedEngine:
             self.acts.append(row)
         self._act_modules = [m for row in self.acts for a in row for m in (a if isinstance(a, list) else [a])]
         self.params = [*self.weights, *self.biases, *act_params]
-        capturable = "capturable" in inspect.signature(_optimizer_class(optimizer)).parameters
-        self.graphed = device.type == "cuda" and capturable
-        self.optimizer = optimizer(self.params, capturable=True) if self.graphed else optimizer(self.params)
+        cls = _optimizer_class(optimizer)
+        has_capturable = "capturable" in inspect.signature(cls).parameters
+        self.capturable = device.type == "cuda" and has_capturable  # capturable=True refuses CPU tensors
+        self.graphed = graph and device.type in GRAPH_DEVICES and has_capturable and can_restore(cls)
+        self.optimizer = optimizer(self.params, capturable=True) if self.capturable else optimizer(self.params)
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]  # batch order
         self._graph: torch.cuda.CUDAGraph | None = None
-        if device.type == "cuda" and not self.graphed:
+        self.warmup_seconds = 0.0  # warm-up and capture, done here: not part of any epoch
+        if device.type == "cuda" and graph and not self.graphed:
             log.warning("stacked engine on CUDA: %s cannot be captured in a CUDA graph (no 'capturable' "
-                        "option); training eagerly", _optimizer_class(optimizer).__name__)  # fmt: skip
+                        "option, or no known fresh state); training eagerly", cls.__name__)  # fmt: skip
+        if self.graphed and y.shape[0] >= batch_size:
+            tic = time.perf_counter()
+            self._capture()
+            self.warmup_seconds = time.perf_counter() - tic
+            if self._graph is not None:
+                log.info("stacked engine: training step captured as a CUDA graph (%d models; warm-up and "
+                         "capture %.2f s, not counted in any epoch)", self.size, self.warmup_seconds)  # fmt: skip
+        elif self.graphed:
+            self.graphed = False  # not one full batch: nothing to replay
 
     # ------------------------------------------------------------ forward
     def _activate(self, layer: int, h: torch.Tensor) -> torch.Tensor:
@@ -161,8 +183,6 @@ class StackedEngine:
         # Each seed's permutation from its own CPU generator: the batch order of a single run.
         order = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(device)  # (S, n)
         full = n // bs * bs
-        if self.graphed and self._graph is None and full:
-            self._capture()
         if self._graph is not None:
             self._loss_sum.zero_()
             self._correct.zero_()
@@ -175,50 +195,43 @@ class StackedEngine:
             loss_sum = torch.zeros(self.size, device=device)
             correct = torch.zeros(self.size, dtype=torch.long, device=device)
             rest = range(0, n, bs)
-        for start in rest:  # eager steps: every step on the CPU; the last partial batch on CUDA
-            self._step(order[:, start : start + bs], loss_sum, correct, zero=True)
+        with quiet_uncaptured() if self.capturable else contextlib.nullcontext():
+            for start in rest:  # eager steps: every step without a graph; with one, the last partial batch
+                self._step(order[:, start : start + bs], loss_sum, correct, zero=True)
         return (loss_sum / n).tolist(), (correct.double() / n).tolist()
 
     def _capture(self) -> None:
-        """Record one full-batch step as a CUDA graph (torch.cuda.graphs' whole-network recipe).
-
-        The warm-up steps it needs would train on a batch, so weights and optimizer state are
-        put back afterwards: the first real step starts from exactly the initial weights.
-        """
-        device = self.y.device
-        saved = [p.detach().clone() for p in self.params]
+        """Warm up on a side stream, undo the warm-up's training, record one full-batch step as a CUDA
+        graph on the same stream (torch.cuda.graphs' whole-network recipe). A failed capture is logged
+        with its first error and the engine trains eagerly; an error in the warm-up itself is the
+        model's (or out of memory) and is raised as it is."""
+        device, cuda = self.y.device, self.y.device.type == "cuda"
         self._idx = torch.zeros(self.S, self.batch_size, dtype=torch.long, device=device)
         self._loss_sum = torch.zeros(self.size, device=device)
         self._correct = torch.zeros(self.size, dtype=torch.long, device=device)
+        stream = torch.cuda.Stream(device) if cuda else None
+        if stream is not None:
+            stream.wait_stream(torch.cuda.current_stream(device))
         try:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    self._step(self._idx, self._loss_sum, self._correct, zero=True)
-            torch.cuda.current_stream().wait_stream(stream)
-            self.optimizer.zero_grad(set_to_none=True)  # backward allocates .grad from the graph's pool
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._step(self._idx, self._loss_sum, self._correct, zero=False)
-            self._graph = graph
-            log.info("stacked engine: training step captured as a CUDA graph (%d models)", self.size)
+            warm_up(lambda: self._step(self._idx, self._loss_sum, self._correct, zero=True), self.optimizer,
+                    self._act_modules, WARMUP_STEPS, stream)  # fmt: skip
+        except CaptureUnsupported as err:
+            self.graphed = False
+            log.warning("stacked engine: %s; training eagerly", err)
+            return
+        finally:
+            if stream is not None:
+                torch.cuda.current_stream(device).wait_stream(stream)
+        self.optimizer.zero_grad(set_to_none=True)  # backward allocates .grad from the graph's pool
+        try:
+            self._graph = capture(lambda: self._step(self._idx, self._loss_sum, self._correct, zero=False), stream)
         except Exception as err:  # capture is an optimisation: say so and train eagerly
             self.graphed = False
             self._graph = None
-            log.warning("stacked engine: CUDA graph capture failed (%s: %s); training eagerly",
-                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")  # fmt: skip
-        finally:
-            with torch.no_grad():
-                for p, value in zip(self.params, saved, strict=True):
-                    p.copy_(value)
-                for state in self.optimizer.state.values():  # as a fresh optimizer: zero moments, step 0
-                    for value in state.values():
-                        if torch.is_tensor(value):
-                            value.zero_()
-                for p in self.params:
-                    if p.grad is not None:
-                        p.grad.zero_()
+            self.optimizer.zero_grad(set_to_none=True)  # drop gradients allocated by the failed capture
+            first = first_error(err)
+            later = "" if first is err else f"; then {describe(err)}"
+            log.warning("stacked engine: CUDA graph capture failed (%s%s); training eagerly", describe(first), later)
 
     # ------------------------------------------------------------ evaluation and export
     @torch.inference_mode()
