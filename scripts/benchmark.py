@@ -70,7 +70,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # the checkout's code, also without `pip install -e .`
-CONF_DIR = REPO / "src" / "actcompare" / "conf"
+CONF_DIR = REPO / "conf"
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402

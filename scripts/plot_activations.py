@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from actcompare.report.figures import plot_activation_shapes
 
-CONF = Path(__file__).resolve().parent.parent / "src" / "actcompare" / "conf"
+CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp_path_factory.mktemp("sdist")
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, src / name)
-    shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for folder in ("src", "conf"):
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("wheel")
     # --no-build-isolation: the dev extra installs setuptools, so no network is needed.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
@@ -69,9 +70,11 @@ def test_wheel_carries_configs_licence_and_metadata(wheel: Path) -> None:
         names = set(whl.namelist())
         meta = email.message_from_string(whl.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode())
         entry_points = whl.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
-    conf = REPO / "src" / "actcompare" / "conf"
+    conf = REPO / "conf"  # the top-level conf/, shipped as the package actcompare.conf
     for path in conf.rglob("*.yaml"):
         assert f"actcompare/conf/{path.relative_to(conf).as_posix()}" in names, path
+    for path in (REPO / "src").rglob("*.py"):  # pyproject.toml lists the packages: none forgotten
+        assert path.relative_to(REPO / "src").as_posix() in names, path
     assert "hydra_plugins/actcompare/launcher.py" in names and "actcompare/__main__.py" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert meta["License-Expression"] == "MIT"

@@ -1,9 +1,9 @@
 """Typed config schema (dataclasses + ConfigStore), the range checks types cannot express, and --help.
 
-Hydra merges the YAML files in ``actcompare/conf/`` onto :class:`Config`, so a misspelt key or a
-value of the wrong type (``batch_size=abc``, ``model.hidden_sizes=12``) fails while composing,
-before any training. :func:`validate` then checks ranges, names and keyword arguments and returns
-every problem at once.
+Hydra merges the YAML files in ``conf/`` (installed: the package ``actcompare.conf``) onto
+:class:`Config`, so a misspelt key or a value of the wrong type (``batch_size=abc``,
+``model.hidden_sizes=12``) fails while composing, before any training. :func:`validate` then checks
+ranges, names and keyword arguments and returns every problem at once.
 
 Every key's meaning lives in ONE place: the ``help`` metadata of its dataclass field below (plus
 :data:`GROUP_KEYS` for keys that come from a config group's YAML). ``python run.py --help``
