@@ -92,6 +92,11 @@ def _write(sweep, paths: list[str], out: Path, baseline: str | None, all_pairs: 
             for p in paths_:
                 written[p.name] = p
 
+    if len(summary) and len(summary.attrs.get("comparisons", ())):  # the headline figure first
+        comp, margin = summary.attrs["comparisons"], F.margin_of(summary)
+        fig("Paired differences to the baseline", "forest.png", F.plot_forest(sweep, comp, margin, out / "forest.png"))
+        fig("Difference from the baseline per epoch", "diff_curves.png",
+            F.plot_diff_curves(sweep, comp, out / "diff_curves.png", margin))  # fmt: skip
     if len(sweep.results):
         for metric, ylabel, file, log_scale in F.CURVES:
             fig(ylabel.split(" (")[0].capitalize(), file, F.plot_curves(sweep, metric, ylabel, out / file, log_scale))
