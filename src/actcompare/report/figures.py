@@ -193,8 +193,8 @@ def _title(keys: Sequence[str], setting: tuple) -> str:
 def _grid(n: int, max_cols: int = 4, w: float = 4.2, h: float = 3.2, **kw: Any) -> tuple[Any, np.ndarray]:
     import matplotlib.pyplot as plt
 
-    cols = max(1, min(max_cols, n))
-    rows = max(1, math.ceil(n / cols))
+    rows = max(1, math.ceil(n / max_cols))
+    cols = max(1, math.ceil(n / rows))  # balanced: 5 panels as 3 + 2, not 4 + 1
     fig, axes = plt.subplots(rows, cols, figsize=(max(w * cols, 6.5), h * rows + 0.9), layout="constrained",
                              squeeze=False, **kw)  # fmt: skip
     for ax in axes.flat[n:]:
@@ -311,7 +311,7 @@ def plot_curves(sweep: Sweep, metric: str, ylabel: str, path: Path, log: bool) -
 
     keys, settings, acts = panel_keys(sweep), _settings(sweep), _activations(sweep)
     apart = not_learning_groups(sweep)
-    fig, axes = _grid(len(settings), sharex=True)
+    fig, axes = _grid(len(settings))
     any_diverged = any_apart = False
     for ax, setting in zip(axes.flat, settings, strict=False):
         part = _in_setting(df, keys, setting)
@@ -351,8 +351,9 @@ def plot_curves(sweep: Sweep, metric: str, ylabel: str, path: Path, log: bool) -
         elif zoom:
             _ylim_from(ax, zoom, floor=0.0 if metric.endswith("_acc") else None)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
+    for ax in axes.flat:
+        if ax.axison:
+            ax.set_xlabel("epoch")
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     if log:
@@ -388,7 +389,7 @@ def _plot_curves_searched(sweep: Sweep, df: pd.DataFrame, metric: str, ylabel: s
             else mpl.colors.Normalize(vmin, vmax))  # fmt: skip
     cmap = mpl.colormaps["viridis"]
     best, basis = best_groups(sweep)
-    fig, axes = _grid(len(panels), max_cols=4, w=3.9, h=3.0, sharex=True)
+    fig, axes = _grid(len(panels), max_cols=4, w=3.9, h=3.0)
     counted = df[df["outcome"] == COUNTED]
     for ax, (act, setting) in zip(axes.flat, panels, strict=False):
         part = _in_setting(counted[counted["activation"] == act], keys, setting)
@@ -415,8 +416,9 @@ def _plot_curves_searched(sweep: Sweep, df: pd.DataFrame, metric: str, ylabel: s
             else:
                 _ylim_from(ax, zoom)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
+    for ax in axes.flat:
+        if ax.axison:
+            ax.set_xlabel("epoch")
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     used = [ax for ax in axes.flat[: len(panels)]]
@@ -668,7 +670,7 @@ def plot_diff_curves(sweep: Sweep, comparisons: pd.DataFrame, path: Path, margin
         return []
     apart = not_learning_groups(sweep)
     acts = _activations(sweep)
-    fig, axes = _grid(len(settings), max_cols=3, w=4.6, h=3.3, sharex=True)
+    fig, axes = _grid(len(settings), max_cols=3, w=4.6, h=3.3)
     bases = set()
     any_apart = False
     for ax, setting in zip(axes.flat, settings, strict=False):
@@ -701,8 +703,9 @@ def plot_diff_curves(sweep: Sweep, comparisons: pd.DataFrame, path: Path, margin
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     unit = "points" if scale == 100 else ""
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
+    for ax in axes.flat:
+        if ax.axison:
+            ax.set_xlabel("epoch")
     for ax in axes[:, 0]:
         ax.set_ylabel(f"{metric.replace('_', ' ')} − baseline ({unit or 'difference'})")
     base = ", ".join(sorted(bases))
