@@ -1,0 +1,168 @@
+"""StackedOptimizer: per-model hyperparameters in one step, against torch.optim run per model (float64)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from actcompare.engines import capture
+from actcompare.engines.optim import StackedOptimizer
+
+S, V, H = 2, 2, 3  # 2 seeds x 2 variants = 4 models; model m = s * V + v
+M = S * V
+K = 6  # steps compared
+
+
+def stacked_params(seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """The stacked engine's three layouts: (M, in, out) with the model first; (S, in, V * H) with a
+    seed's V models side by side in the columns (its first layer); one tensor per model (a PReLU slope)."""
+    g = torch.Generator().manual_seed(seed)
+    lead = torch.randn(M, 4, H, generator=g, dtype=torch.float64)
+    cols = torch.randn(S, 4, V * H, generator=g, dtype=torch.float64)
+    own = [torch.randn(H, generator=g, dtype=torch.float64) for _ in range(M)]
+    col_owner = (torch.arange(S).view(S, 1, 1) * V + torch.arange(V).repeat_interleave(H).view(1, 1, V * H))
+    params = [t.requires_grad_() for t in (lead, cols, *own)]
+    return params, [None, col_owner, *[torch.tensor(m) for m in range(M)]]
+
+
+def model_slices(params: list[torch.Tensor], m: int) -> list[torch.Tensor]:
+    s, v = divmod(m, V)
+    return [params[0][m], params[1][s, :, v * H : (v + 1) * H], params[2 + m]]
+
+
+X = torch.randn(5, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+
+
+def loss_of(w_lead: torch.Tensor, w_col: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """A smooth, non-quadratic loss of one model's three tensors."""
+    h = torch.tanh(X @ w_lead) * slope + torch.sin(X @ w_col)
+    return (h**2).mean() + 0.1 * h.sum()
+
+
+def stacked_loss(params: list[torch.Tensor]) -> torch.Tensor:
+    return sum(loss_of(*model_slices(params, m)) for m in range(M))
+
+
+# mixed values in one group: model m gets values[m]
+CASES = {
+    "adam": (torch.optim.Adam, {"lr": [1e-3, 3e-3, 1e-2, 3e-4], "beta1": [0.9, 0.8, 0.95, 0.5],
+                                "beta2": [0.999, 0.99, 0.9, 0.9999], "eps": [1e-8, 1e-6, 1e-3, 1e-8],
+                                "weight_decay": [0.0, 0.01, 0.1, 0.0]}),
+    "adamw": (torch.optim.AdamW, {"lr": [1e-3, 3e-3, 1e-2, 3e-4], "beta1": [0.9, 0.8, 0.95, 0.5],
+                                  "beta2": [0.999, 0.99, 0.9, 0.9999], "eps": [1e-8, 1e-6, 1e-3, 1e-8],
+                                  "weight_decay": [0.0, 0.01, 0.1, 0.5]}),
+    "sgd": (torch.optim.SGD, {"lr": [0.1, 0.03, 0.3, 0.01], "momentum": [0.0, 0.5, 0.9, 0.99],
+                              "dampening": [0.0, 0.1, 0.0, 0.5], "weight_decay": [0.0, 0.01, 0.1, 0.0]}),
+}  # fmt: skip
+
+
+def torch_kwargs(algorithm: str, values: dict[str, list[float]], m: int) -> dict[str, float]:
+    kw = {k: v[m] for k, v in values.items()}
+    if algorithm in ("adam", "adamw"):
+        kw["betas"] = (kw.pop("beta1"), kw.pop("beta2"))
+    return kw
+
+
+def run_stacked(algorithm: str, values: dict, steps: int = K, **options) -> list[torch.Tensor]:
+    params, owners = stacked_params()
+    opt = StackedOptimizer(params, M, algorithm, owners, **values, **options)
+    for _ in range(steps):
+        opt.zero_grad()
+        stacked_loss(params).backward()
+        opt.step()
+    return params
+
+
+def run_per_model(algorithm: str, values: dict, steps: int = K, **options) -> list[list[torch.Tensor]]:
+    cls = CASES[algorithm][0]
+    params, _ = stacked_params()
+    out = []
+    for m in range(M):
+        own = [t.detach().clone().requires_grad_() for t in model_slices(params, m)]
+        opt = cls(own, **torch_kwargs(algorithm, values, m), **options)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss_of(*own).backward()
+            opt.step()
+        out.append(own)
+    return out
+
+
+def max_gap(stacked: list[torch.Tensor], per_model: list[list[torch.Tensor]]) -> float:
+    return max((a - b).abs().max().item() for m in range(M)
+               for a, b in zip(model_slices(stacked, m), per_model[m], strict=True))  # fmt: skip
+
+
+@pytest.mark.parametrize("algorithm", CASES)
+def test_each_model_steps_as_torch_optim_with_its_own_values(algorithm: str) -> None:
+    values = CASES[algorithm][1]
+    stacked, per_model = run_stacked(algorithm, values), run_per_model(algorithm, values)
+    assert max_gap(stacked, per_model) <= 1e-10
+    start, _ = stacked_params()
+    assert all((a - b).abs().max() > 1e-4 for a, b in zip(stacked, start, strict=True))  # it did train
+
+
+def test_nesterov() -> None:
+    values = {"lr": [0.1, 0.03, 0.3, 0.01], "momentum": [0.5, 0.9, 0.8, 0.99], "weight_decay": [0.0, 0.01, 0.1, 0.0]}
+    stacked = run_stacked("sgd", values, nesterov=True)
+    assert max_gap(stacked, run_per_model("sgd", values, nesterov=True)) <= 1e-10
+    with pytest.raises(ValueError, match="Nesterov"):
+        run_stacked("sgd", {"momentum": [0.0, 0.9, 0.9, 0.9]}, nesterov=True)
+
+
+def test_the_comparison_can_fail() -> None:
+    """Swapping two models' learning rates moves them: 1e-10 is a real bound."""
+    algorithm, values = "adam", copy.deepcopy(CASES["adam"][1])
+    per_model = run_per_model(algorithm, values)
+    values["lr"][0], values["lr"][1] = values["lr"][1], values["lr"][0]
+    assert max_gap(run_stacked(algorithm, values), per_model) > 1e-6
+
+
+def test_one_value_for_all_models_and_betas() -> None:
+    a = run_stacked("adam", {"lr": 0.01, "betas": (0.8, 0.99)})
+    b = run_stacked("adam", {"lr": [0.01] * M, "beta1": [0.8] * M, "beta2": [0.99] * M})
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_hyperparameters_change_in_place() -> None:
+    """set_hyperparameters writes into the same tensors: a captured CUDA graph would see new values."""
+    params, owners = stacked_params()
+    opt = StackedOptimizer(params, M, "sgd", owners, lr=0.1)
+    expanded = opt._expanded[1]["lr"]
+    opt.set_hyperparameters(lr=[0.1, 0.2, 0.3, 0.4])
+    assert opt._expanded[1]["lr"] is expanded
+    assert expanded.shape == (S, 1, V * H) and expanded[1, 0, -1].item() == 0.4  # model 3 = seed 1, variant 1
+    assert opt.per_model()["lr"] == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_bad_arguments_are_refused() -> None:
+    params, owners = stacked_params()
+    with pytest.raises(ValueError, match="3 values for 4 models"):
+        StackedOptimizer(params, M, "adam", owners, lr=[0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="no per-model hyperparameter"):
+        StackedOptimizer(params, M, "sgd", owners, beta1=0.9)
+    with pytest.raises(ValueError, match="outside"):
+        StackedOptimizer(params, 2, "adam", owners)
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        StackedOptimizer(params, M, "lion", owners)
+
+
+@pytest.mark.parametrize("algorithm", CASES)
+def test_warm_up_restores_a_fresh_stacked_optimizer(algorithm: str) -> None:
+    """The engine's warm-up and restore (capture.warm_up) works on it: its state comes from _init_group."""
+    values = CASES[algorithm][1]
+    params, owners = stacked_params()
+    opt = StackedOptimizer(params, M, algorithm, owners, **values)
+
+    def step():
+        opt.zero_grad()
+        stacked_loss(params).backward()
+        opt.step()
+
+    capture.warm_up(step, opt)
+    assert all(float(s["step"]) == 0 for s in opt.state.values())
+    for _ in range(K):
+        step()
+    assert max_gap(params, run_per_model(algorithm, values)) <= 1e-10
