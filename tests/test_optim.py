@@ -166,3 +166,79 @@ def test_warm_up_restores_a_fresh_stacked_optimizer(algorithm: str) -> None:
     for _ in range(K):
         step()
     assert max_gap(params, run_per_model(algorithm, values)) <= 1e-10
+
+
+# ---------------------------------------------------------------- in the stacked engine
+
+
+@pytest.fixture
+def float64():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+ENGINE_CASES = {
+    "adam": (torch.optim.Adam, {"fused": False}, [{"lr": 1e-3}, {"lr": 1e-2, "betas": (0.8, 0.99)},
+                                                 {"lr": 3e-3, "weight_decay": 0.01}]),
+    "adamw": (torch.optim.AdamW, {"weight_decay": 0.05}, [{"lr": 1e-3}, {"lr": 1e-2, "weight_decay": 0.2},
+                                                         {"lr": 3e-3, "eps": 1e-4}]),
+    "sgd": (torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}, [{}, {"lr": 0.2, "momentum": 0.5},
+                                                            {"momentum": 0.0, "weight_decay": 0.01}]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ENGINE_CASES)
+def test_stacked_engine_trains_each_model_with_its_own_hyperparameters(float64, name: str) -> None:
+    """3 variants (relu, relu, prelu: parameters in the activation) x 2 seeds, each variant with its own
+    values, against the per-run engine with those values; 200 images: 3 full batches and a partial one."""
+    import functools
+
+    from torch import nn
+
+    from actcompare.engines import Variant
+    from actcompare.engines.single import SingleEngine
+    from actcompare.engines.stacked import StackedEngine
+
+    cls, shared, own = ENGINE_CASES[name]
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (200,), generator=g)
+    x = torch.rand(200, 784, generator=g, dtype=torch.float64) * 0.3
+    x[torch.arange(200), y * 70] += 2.0
+    acts = [nn.ReLU, nn.ReLU, nn.PReLU]
+    variants = [Variant(a, "default", tuple(o.items())) for a, o in zip(acts, own, strict=True)]
+    engine = StackedEngine(variants, [0, 1], [16, 16], functools.partial(cls, **shared), 64, x, y)
+    assert engine.per_model_optimizer and isinstance(engine.optimizer, StackedOptimizer)
+    singles = [SingleEngine(Variant(acts[v], "default"), seed, [16, 16], functools.partial(cls, **{**shared, **own[v]}),
+                            64, x, y) for seed in (0, 1) for v in range(3)]  # fmt: skip
+    for _ in range(2):
+        loss, acc = engine.train_epoch()
+        for m, single in enumerate(singles):
+            (sl,), (sa,) = single.train_epoch()
+            assert abs(loss[m] - sl) <= 1e-9 * sl and acc[m] == sa, (m, loss[m], sl)
+    for m, single in enumerate(singles):
+        for a, b in zip(engine.module(m).state_dict().values(), single.model.state_dict().values(), strict=True):
+            assert (a - b).abs().max() <= 1e-9, m
+
+
+def test_one_set_of_values_keeps_torch_optim(float64) -> None:
+    from torch import nn
+
+    from actcompare.engines import Variant
+    from actcompare.engines.stacked import StackedEngine
+
+    x, y = torch.rand(100, 784), torch.randint(0, 10, (100,))
+    same = [Variant(nn.ReLU, "default", (("lr", 0.01),)), Variant(nn.Tanh, "default", (("lr", 0.01),))]
+    engine = StackedEngine(same, [0], [8, 8], lambda p, **kw: torch.optim.Adam(p, lr=0.01, **kw), 64, x, y)
+    assert not engine.per_model_optimizer and type(engine.optimizer) is torch.optim.Adam
+
+
+def test_per_model_keys() -> None:
+    from actcompare.engines.optim import per_model_keys
+
+    assert per_model_keys({"_target_": "torch.optim.Adam", "lr": 1e-3, "fused": True}) == (
+        "lr", "betas", "eps", "weight_decay")  # fmt: skip
+    assert "momentum" in per_model_keys({"_target_": "torch.optim.SGD", "nesterov": True})
+    assert per_model_keys({"_target_": "torch.optim.Adam", "amsgrad": True}) == ()
+    assert per_model_keys({"_target_": "torch.optim.RMSprop"}) == ()

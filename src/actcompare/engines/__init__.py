@@ -30,6 +30,9 @@ class Variant:
 
     activation: ActivationFactory  # a fresh module per call (one per layer and model)
     init: str  # model.init: default | kaiming | xavier
+    # Optimizer values of this variant's models that may differ inside the group (optim.per_model_keys:
+    # lr, betas, eps, weight_decay, momentum, dampening), as (key, value) pairs; () = the factory's own.
+    optimizer: tuple[tuple[str, Any], ...] = ()
 
 
 class Engine(Protocol):

@@ -19,6 +19,7 @@ so a captured graph sees new values (a schedule) without a new capture. Each mod
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -30,6 +31,46 @@ HYPERPARAMETERS: dict[str, dict[str, float]] = {
     "adamw": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2},
     "sgd": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0},
 }
+
+
+# Optimizer configs (Hydra's _target_) whose models may differ in these keys inside one stacked group.
+PER_MODEL_KEYS = {
+    "torch.optim.Adam": ("lr", "betas", "eps", "weight_decay"),
+    "torch.optim.AdamW": ("lr", "betas", "eps", "weight_decay"),
+    "torch.optim.SGD": ("lr", "momentum", "dampening", "weight_decay"),
+}
+# Options of those classes that this step does not implement: set (true), nothing may differ.
+UNSUPPORTED = ("amsgrad", "maximize", "differentiable")
+
+
+def per_model_keys(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys of an optimizer config (``_target_`` plus keywords) that may differ between the models
+    of one stacked group: the stacked engine then steps them with :class:`StackedOptimizer`."""
+    if any(config.get(option) for option in UNSUPPORTED):
+        return ()
+    return PER_MODEL_KEYS.get(str(config.get("_target_")), ())
+
+
+def algorithm_of(cls: type, options: Mapping[str, Any]) -> str | None:
+    """"adam", "adamw" or "sgd" for a torch.optim class and its options; None if this step cannot run it."""
+    if any(options.get(option) for option in UNSUPPORTED):
+        return None
+    if cls is torch.optim.AdamW or (cls is torch.optim.Adam and options.get("decoupled_weight_decay")):
+        return "adamw"
+    return {torch.optim.Adam: "adam", torch.optim.SGD: "sgd"}.get(cls)
+
+
+def per_model_values(algorithm: str, shared: Mapping[str, Any], models: Sequence[Mapping[str, Any]]
+                     ) -> dict[str, list[float]]:  # fmt: skip
+    """M values of each hyperparameter: a model's own value, else the shared one, else torch's default."""
+    out: dict[str, list[float]] = {name: [] for name in HYPERPARAMETERS[algorithm]}
+    for own in models:
+        merged = {**shared, **own}
+        if "betas" in merged:
+            merged["beta1"], merged["beta2"] = merged.pop("betas")
+        for name, default in HYPERPARAMETERS[algorithm].items():
+            out[name].append(float(merged.get(name, default)))
+    return out
 
 
 def leading_owner(p: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,8 @@ Layout (m = s * V + v: seed-major, so the models of one seed are neighbours):
 Each model's loss is its own batch-mean cross-entropy and the step minimises their sum, so every
 model gets exactly its own gradient; Adam, AdamW and SGD update each element on its own, so the
 stacked tensors train exactly as M separate models would (up to float32 round-off in the matmuls).
+When the variants carry their own optimizer values (``Variant.optimizer``: lr, betas, eps, weight
+decay, momentum, dampening), one ``optim.StackedOptimizer`` step applies each model's own values.
 A model that diverges or fails cannot disturb the others: no operation mixes models' columns.
 
 On CUDA the step (gather, forward, backward, optimizer) is captured once as a CUDA graph and
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import logging
 import time
@@ -39,6 +42,7 @@ from torch import nn
 from ..model import NeuralNetwork, build_model
 from . import OptimizerFactory, Variant
 from .capture import CaptureUnsupported, can_restore, capture, describe, first_error, quiet_uncaptured, warm_up
+from .optim import StackedOptimizer, algorithm_of, per_model_values
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +103,41 @@ class StackedEngine:
         # acts[layer][v]: one shared module (stateless), or S modules (one per seed) with state.
         self.acts: list[list[nn.Module | list[nn.Module]]] = []
         act_params: list[torch.Tensor] = []
+        act_owners: list[torch.Tensor] = []  # the model of each activation parameter
         for layer in range(self.layers - 1):
             row: list[nn.Module | list[nn.Module]] = []
             for v in range(V):
                 mods = [copy.deepcopy(self.nets[s * V + v].hidden_layers()[layer][1]) for s in range(S)]
                 if _stateful(mods[0]):
                     row.append(mods)
-                    act_params += [p for mod in mods for p in mod.parameters()]
+                    for s, mod in enumerate(mods):
+                        own = list(mod.parameters())
+                        act_params += own
+                        act_owners += [torch.tensor(s * V + v)] * len(own)
                 else:
                     row.append(mods[0])
             self.acts.append(row)
         self._act_modules = [m for row in self.acts for a in row for m in (a if isinstance(a, list) else [a])]
         self.params = [*self.weights, *self.biases, *act_params]
         cls = _optimizer_class(optimizer)
+        per_model = [dict(variants[v].optimizer) for _ in seeds for v in range(V)]
+        self.per_model_optimizer = any(own != per_model[0] for own in per_model)
+        if self.per_model_optimizer:  # models with their own lr, betas, ...: one StackedOptimizer step
+            shared = {k: q.default for k, q in inspect.signature(cls).parameters.items() if q.default is not q.empty}
+            shared.update(getattr(optimizer, "keywords", {}))
+            algorithm = algorithm_of(cls, shared)
+            if algorithm is None:
+                raise ValueError(f"{cls.__name__} with these options cannot give each stacked model its own "
+                                 f"{sorted(set().union(*per_model))}: train these runs in separate groups")  # fmt: skip
+            # first layer and its bias: (S, ., V * H0), the V models of a seed side by side in the columns
+            h0 = self.weights[0].shape[-1] // V
+            cols = (torch.arange(S).view(S, 1, 1) * V + torch.arange(V).repeat_interleave(h0).view(1, 1, -1))
+            owners = [cols, *[None] * (self.layers - 1), cols, *[None] * (self.layers - 1), *act_owners]
+            values = per_model_values(algorithm, shared, per_model)
+            nesterov = bool(shared.get("nesterov", False))
+            optimizer = functools.partial(StackedOptimizer, models=self.size, algorithm=algorithm, owners=owners,
+                                          nesterov=nesterov, **values)  # fmt: skip
+            cls = StackedOptimizer
         has_capturable = "capturable" in inspect.signature(cls).parameters
         self.capturable = device.type == "cuda" and has_capturable  # capturable=True refuses CPU tensors
         self.graphed = graph and device.type in GRAPH_DEVICES and has_capturable and can_restore(cls)
