@@ -152,6 +152,42 @@ def test_plan_groups_what_can_share_a_program(tiny_cfg, tmp_path: Path) -> None:
     assert sorted(map(len, plan(ragged, 64))) == [1, 2]
 
 
+def test_an_lr_sweep_is_one_group_per_seed_set(tiny_cfg, tmp_path: Path) -> None:
+    def cfg(*o: str) -> dict:
+        return RunSpec(tiny_cfg(*o), tmp_path).config
+
+    own = {1e-3: "optimizer.weight_decay=0", 1e-2: "optimizer.betas=[0.8,0.99]"}
+    sweep = [cfg(f"activation={a}", f"optimizer.lr={lr}", f"seed={s}", own[lr])
+             for a in ("relu", "tanh") for lr in (1e-3, 1e-2) for s in (0, 1)]  # fmt: skip
+    assert [sorted(g) for g in plan(sweep, 64)] == [list(range(8))]
+    assert group_key(cfg("optimizer=sgd", "optimizer.momentum=0.5")) == group_key(cfg("optimizer=sgd"))
+    # what the stacked step does not implement still splits: another class, amsgrad, nesterov
+    assert group_key(cfg("optimizer=adamw")) != group_key(cfg())
+    assert group_key(cfg("+optimizer.amsgrad=true", "optimizer.lr=0.01")) != group_key(cfg("+optimizer.amsgrad=true"))
+    assert group_key(cfg("optimizer=sgd", "optimizer.nesterov=true")) != group_key(cfg("optimizer=sgd"))
+
+
+def test_models_with_their_own_lr_train_stacked_as_they_do_alone(tiny_cfg, tmp_path: Path) -> None:
+    """relu and prelu x lr 1e-3 and 1e-2 (and their own betas): one group of 4, per-run metrics as alone."""
+    def group(engine: str) -> list[RunSpec]:
+        return [RunSpec(tiny_cfg(*ACT[a], f"optimizer.lr={lr}", f"optimizer.betas=[{b},0.999]", "epochs=2",
+                                 "data.train_samples=500", "diagnostics=false"), tmp_path / engine / f"{a}-{lr}")
+                for a in ("relu", "prelu") for lr, b in ((0.001, 0.9), (0.01, 0.8))]  # fmt: skip
+
+    for engine in ("stacked", "single"):
+        records = run_group(group(engine), engine=engine)
+        assert {r["status"] for r in records} == {"completed"}, [r.get("error") for r in records]
+    assert {read_json(f / "run.json")["group"]["size"] for f in (tmp_path / "stacked").iterdir()} == {4}
+    for folder in sorted((tmp_path / "single").iterdir()):
+        single, stacked_ = metrics(folder), metrics(tmp_path / "stacked" / folder.name)
+        for col in ("train_loss", "test_loss"):
+            assert ((stacked_[col] - single[col]).abs() <= 1e-4 * single[col].abs()).all(), (folder.name, col)
+        for col in ("train_acc", "test_acc"):
+            assert ((stacked_[col] - single[col]).abs() <= 0.003).all(), (folder.name, col)
+    fast, slow = metrics(tmp_path / "single" / "relu-0.01"), metrics(tmp_path / "single" / "relu-0.001")
+    assert (fast["train_loss"] != slow["train_loss"]).all()  # the lrs matter
+
+
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])  # one seed: the activation sees a view of the matmul's output
 def test_in_place_activations_train_stacked(tiny_cfg, tmp_path: Path, seeds) -> None:
     records = run_group(specs(tiny_cfg, tmp_path, ["relu"], seeds, "epochs=1", "+activation.module.inplace=true"))

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import runs
 from .data import MNISTTensors, load_mnist
 from .engines import Variant, make_engine
+from .engines.optim import per_model_keys
 from .errors import ConfigError, UserError
 from .recorder import RunRecorder, existing
 from .schema import hidden_sizes, resolve_device, validate
@@ -38,7 +39,9 @@ ELEMENTWISE_OPTIMIZERS = {
     "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD", "torch.optim.RMSprop", "torch.optim.Adagrad",
     "torch.optim.Adamax", "torch.optim.NAdam", "torch.optim.RAdam",
 }  # fmt: skip
-# Keys whose values may differ inside one stacked group: each model gets its own.
+# Keys whose values may differ inside one stacked group: each model gets its own. So may the optimizer
+# values that engines.optim.per_model_keys names for the group's optimizer (Adam, AdamW, SGD: lr, betas,
+# eps, weight_decay, momentum, dampening), stepped by one StackedOptimizer.
 PER_MODEL_KEYS = ("seed", "activation", "model.init")
 # Bookkeeping keys that still must agree inside one program: where it runs and which data it reads.
 SHARED_BOOKKEEPING = ("device", "threads", "data.root", "data.download")
@@ -64,7 +67,8 @@ def group_key(config: dict[str, Any]) -> str:
     """Jobs with equal keys can train in one stacked group: everything but the per-model keys
     and the per-run bookkeeping (diagnostics, save_model, tracker, ...) must agree."""
     rest = dict(config)
-    for key in (*PER_MODEL_KEYS, *(k for k in runs.BOOKKEEPING_KEYS if k not in SHARED_BOOKKEEPING)):
+    per_model = [f"optimizer.{k}" for k in per_model_keys(config.get("optimizer") or {})]
+    for key in (*PER_MODEL_KEYS, *per_model, *(k for k in runs.BOOKKEEPING_KEYS if k not in SHARED_BOOKKEEPING)):
         rest = runs.without(rest, key)
     return json.dumps(rest, sort_keys=True, default=str)
 
@@ -102,7 +106,14 @@ def plan(configs: Sequence[dict[str, Any]], max_models: int) -> list[list[int]]:
 
 
 def _variant_key(config: dict[str, Any]) -> str:
-    return json.dumps([config["activation"], config["model"]["init"]], sort_keys=True, default=str)
+    return json.dumps([config["activation"], config["model"]["init"], _own_optimizer(config)], sort_keys=True,
+                      default=str)  # fmt: skip
+
+
+def _own_optimizer(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """This run's values of the optimizer keys that may differ inside a stacked group."""
+    opt = config.get("optimizer") or {}
+    return tuple((k, tuple(opt[k]) if isinstance(opt[k], list) else opt[k]) for k in per_model_keys(opt) if k in opt)
 
 
 def run_experiment(
@@ -254,7 +265,7 @@ def _fit(
     keys = list(dict.fromkeys(variant_of))
     variants = [
         Variant(instantiate(specs[variant_of.index(k)].cfg.activation.module, _partial_=True),
-                specs[variant_of.index(k)].cfg.model.init.value)
+                specs[variant_of.index(k)].cfg.model.init.value, _own_optimizer(recorders[variant_of.index(k)].config))
         for k in keys
     ]  # fmt: skip
     # model index m = seed index * V + variant index (the engines' layout)
