@@ -709,7 +709,7 @@ def plot_diff_curves(sweep: Sweep, comparisons: pd.DataFrame, path: Path, margin
     for ax in axes[:, 0]:
         ax.set_ylabel(f"{metric.replace('_', ' ')} − baseline ({unit or 'difference'})")
     base = ", ".join(sorted(bases))
-    fig.suptitle(f"Difference from the baseline ({base}) at the same setting and seed, per epoch: mean over the "
+    fig.suptitle(f"Difference from the baseline ({base}) at the same setting and seed, per epoch\nmean over the "
                  f"shared seeds ± {LEVEL:.0%} CI (t, unadjusted)"
                  + (f"; shaded: ±margin {scale * margin:g} {unit}" if margin else ""), fontsize=10)  # fmt: skip
     from matplotlib.lines import Line2D
@@ -780,6 +780,8 @@ def plot_diagnostics(sweep: Sweep, path: Path) -> list[Path]:
     from matplotlib.patches import Patch
 
     diag = sweep.diagnostics
+    if diag.empty or "outcome" not in diag:
+        return []
     diag = diag[diag["outcome"].isin([COUNTED, "diverged", NOT_LEARNING])]
     if diag.empty:
         return []
