@@ -655,16 +655,23 @@ def paired_epoch_diffs(sweep: Sweep, group: str, baseline: str, metric: str = "t
 def plot_diff_curves(sweep: Sweep, comparisons: pd.DataFrame, path: Path, margin: float | None = None,
                      metric: str = "test_acc") -> list[Path]:  # fmt: skip
     """Difference from the baseline over epochs, paired by seed: for each comparison (group vs its
-    baseline at the same setting) the mean over the shared seeds of the per-seed difference of
-    ``metric`` at each epoch, with its t-based CI band (``paired_epoch_diffs``); the ±margin band
-    shaded. One panel per setting of the other swept keys, colour = activation, y zoomed to the
-    comparisons whose groups learned (others dotted, named in the panel). [] without comparisons."""
+    baseline at the same setting; with every pair compared, those against the main baseline) the
+    mean over the shared seeds of the per-seed difference of ``metric`` at each epoch, with its
+    t-based CI band (``paired_epoch_diffs``); the ±margin band shaded. One panel per setting of the
+    other swept keys, colour = activation, y zoomed to the comparisons whose groups learned (others
+    dotted, named in the panel title). [] without comparisons."""
     if comparisons is None or not len(comparisons) or sweep.results.empty:
         return []
     scale = 100.0 if metric.endswith("_acc") else 1.0
     keys = panel_keys(sweep)
     firsts = sweep.runs.drop_duplicates("group").set_index("group")
     comp = comparisons[comparisons["group"].isin(firsts.index) & comparisons["baseline"].isin(firsts.index)]
+    if not len(comp):
+        return []
+    # Every pair compared (--all-pairs): draw the comparisons with the main baseline only (the most
+    # frequent baseline activation), so that each line is one activation against one baseline.
+    base_act = comp["baseline"].map(firsts["activation"])
+    comp = comp[base_act == base_act.value_counts().index[0]]
     settings = [s for s in _settings(sweep) if len(_in_setting(firsts.loc[comp["group"]], keys, s))]
     if not settings:
         return []
