@@ -245,9 +245,11 @@ def test_curve_panels_in_natural_order_with_seed_counts(depth: Path, drawn: list
 def test_searched_key_gets_no_panel_per_trial(tmp_path: Path, drawn: list) -> None:
     """An Optuna-like sweep: 12 distinct lrs per activation, one seed each: one panel per activation."""
     rng = np.random.default_rng(0)
+    m = np.full((10, 10), 1.0) + np.diag(np.full(10, 990.0))
     for act in ("relu", "tanh"):
         for i, lr in enumerate(np.exp(rng.uniform(np.log(1e-4), np.log(1e-1), 12))):
-            run(tmp_path, act, 0, 0.90 + 0.005 * i, **{"optimizer.lr": float(f"{lr:.3g}")})
+            run(tmp_path, act, 0, 0.90 + 0.005 * i, confusion=m, diagnostics=diag_rows([0.1, 0.1], [0.0, 0.0]),
+                **{"optimizer.lr": float(f"{lr:.3g}")})  # fmt: skip
     sweep = load_sweep([tmp_path])
     assert F.searched_keys(sweep) == ["optimizer.lr"] and F.panel_keys(sweep) == []
     F.plot_curves(sweep, "test_acc", "test accuracy (%)", Path("c.png"), log=False)
@@ -259,6 +261,12 @@ def test_searched_key_gets_no_panel_per_trial(tmp_path: Path, drawn: list) -> No
     assert len(best) == 2  # each activation's best setting, drawn thick
     F.plot_vs_key(sweep, None, "optimizer.lr", Path("v.png"))
     assert drawn[1].axes[0].get_xscale() == "log"
+    # Confusions and diagnostics: each activation's best setting only, not 24 panels / rows.
+    F.plot_confusion(sweep, Path("c.png"))
+    assert sorted(ax.get_title().split(",")[0] for ax in drawn[2].axes if ax.images) == ["relu", "tanh"]
+    F.plot_diagnostics(sweep, Path("d.png"))
+    assert len([ax for ax in drawn[3].axes if ax.axison]) == 3
+    assert "best setting of optimizer.lr" in drawn[3]._suptitle.get_text()
 
 
 # ---------------------------------------------------------------- confusion matrices
