@@ -1,0 +1,201 @@
+"""Verdicts: better, worse, equivalent or undecided, and the seeds that would settle a comparison.
+
+Pure functions over arrays (no files, no plotting): the decision rule lives apart from the
+statistics table so that tests/test_verdicts.py can check its error rates by simulation.
+
+The design, for a family of k comparisons, each a group against its baseline:
+
+- **Paired on shared seeds only.** Runs that share a seed share their initial weights and batch
+  order, so the per-seed difference ``d_s = acc(group, s) - acc(baseline, s)`` removes most of the
+  noise. A comparison uses exactly the seeds both sides completed; other seeds are listed as
+  dropped, never compared with a mean.
+- **Two tests per comparison**: a two-sided difference test (H0: mean d = 0) and an equivalence
+  test, TOST (H0: |mean d| >= m, for the declared margin m). Each p is the larger of the paired
+  t-test's p and the exact sign-flip permutation test's p (``scipy.stats.permutation_test``): the
+  t-test is the efficient one when the differences are roughly normal, and the sign-flip test is
+  exact whatever their shape, so the larger p is valid when either holds. It also means no p is
+  ever smaller than the pairs can show: n pairs give at best 2**(1-n) two-sided (2**-n one-sided),
+  which is what rules out the "p = 1e-14 from two tied seeds" of a bare t-test on whole-image ties.
+- **One Holm family of 2k tests** (statsmodels ``multipletests``): every difference test and every
+  TOST of the report together, so the chance of any false claim, of either kind, is at most alpha.
+- better/worse when the difference test rejects (the sign of the mean difference); equivalent when
+  TOST rejects; otherwise undecided, with the seeds that would settle it.
+- **Seeds to settle it** come from the sd of paired differences pooled over the comparisons (not
+  each comparison's own 1-3 degrees of freedom) and never from the observed effect: at the Holm
+  worst-case level alpha / 2k, 80 % power to call a true difference of m, and 80 % power to call a
+  true difference of 0 equivalent (statsmodels ``TTestPower``), and at least ``min_pairs``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05  # family-wise error rate over every claim of one report
+POWER = 0.80  # for the seeds needed
+DEFAULT_MARGIN = 0.002  # accuracy fraction (0.2 points): README "Margin" says why
+EXACT_MAX = 10  # up to this many pairs the sign-flip test enumerates all 2**n sign patterns (1024)
+NO_SPREAD = 1e-9  # sd of paired differences below this (fractions; one test image is 1e-4) is a tie
+MAX_SEEDS_PLANNED = 1000  # seeds_needed says "more than this" instead of a number
+BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
+VERDICTS = (BETTER, WORSE, EQUIVALENT, UNDECIDED)
+
+
+def paired_diffs(a: Mapping[Any, float], b: Mapping[Any, float]) -> tuple[list, np.ndarray, list, list]:
+    """Per-seed differences a - b on the seeds both have: (seeds, d, only_in_a, only_in_b)."""
+    shared = sorted(set(a) & set(b), key=_natural)
+    d = np.array([float(a[s]) - float(b[s]) for s in shared], dtype=float)
+    return shared, d, sorted(set(a) - set(b), key=_natural), sorted(set(b) - set(a), key=_natural)
+
+
+def _natural(seed: Any) -> tuple:
+    return (0, float(seed), "") if isinstance(seed, (int, float, np.integer, np.floating)) else (1, 0.0, str(seed))
+
+
+def _mean(x: np.ndarray, axis: int) -> np.ndarray:
+    return np.mean(x, axis=axis)
+
+
+def signflip_p(d: np.ndarray, alternative: str = "two-sided") -> np.ndarray:
+    """Exact sign-flip permutation p of the mean of ``d`` (shape (..., n); along the last axis).
+
+    Exact up to EXACT_MAX pairs (scipy enumerates the 2**n sign patterns); beyond that the floor
+    2**(1-n) (two-sided) or 2**-n (one-sided) is all the sign-flip test adds to the t-test, so
+    that is returned instead of a randomised p.
+    """
+    d = np.asarray(d, dtype=float)
+    n = d.shape[-1]
+    if n > EXACT_MAX:
+        return np.full(d.shape[:-1], 2.0 ** (1 - n) if alternative == "two-sided" else 2.0**-n)
+    res = stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True, n_resamples=np.inf,
+                                 alternative=alternative, axis=-1)  # fmt: skip
+    return np.minimum(np.asarray(res.pvalue, dtype=float), 1.0)
+
+
+def _t_p(d: np.ndarray, popmean: float, alternative: str, spread: np.ndarray) -> np.ndarray:
+    """The one-sample t p of ``d`` against ``popmean``; 0 where there is no spread (the sign-flip
+    p, taken as the maximum with this, then decides alone)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = stats.ttest_1samp(d, popmean, axis=-1, alternative=alternative).pvalue
+    return np.where(spread, np.nan_to_num(np.asarray(p, dtype=float), nan=1.0), 0.0)
+
+
+def paired_tests(d: np.ndarray, margin: float, level: float = 0.95) -> dict[str, np.ndarray]:
+    """The statistics of paired differences ``d`` (shape (..., n), n >= 2 along the last axis).
+
+    Returns arrays over the leading axes: n, diff (mean), sd, ci_low/ci_high (the paired t
+    interval at ``level``, unadjusted; NaN where the differences have no spread, since no interval
+    can be estimated from identical values), p_diff (two-sided, H0: mean 0), p_equiv (TOST,
+    H0: |mean| >= margin; the larger of its two one-sided p's). Paired t-tests are
+    ``scipy.stats.ttest_1samp`` on the differences, which is ``ttest_rel`` (and, for TOST,
+    statsmodels' ``ttost_paired``: tests/test_verdicts.py checks both).
+    """
+    d = np.asarray(d, dtype=float)
+    n = d.shape[-1]
+    if n < 2:
+        raise ValueError("paired tests need at least 2 pairs")
+    diff = d.mean(axis=-1)
+    sd = d.std(axis=-1, ddof=1)
+    spread = sd > NO_SPREAD
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    ci_low = np.where(spread, diff - half, np.nan)
+    ci_high = np.where(spread, diff + half, np.nan)
+    zero = np.all(d == 0, axis=-1)
+    p_diff = np.maximum(_t_p(d, 0.0, "two-sided", spread), signflip_p(d, "two-sided"))
+    p_diff = np.where(zero, 1.0, p_diff)
+    p_low = np.maximum(_t_p(d, -margin, "greater", spread), signflip_p(d + margin, "greater"))
+    p_high = np.maximum(_t_p(d, margin, "less", spread), signflip_p(d - margin, "less"))
+    return {"n": np.full(diff.shape, n), "diff": diff, "sd": sd, "ci_low": ci_low, "ci_high": ci_high,
+            "p_diff": p_diff, "p_equiv": np.maximum(p_low, p_high)}  # fmt: skip
+
+
+def min_pairs(k: int, alpha: float = ALPHA) -> int:
+    """The fewest pairs with which any verdict is possible in a family of ``k`` comparisons.
+
+    Holm's first threshold over the 2k tests is alpha / 2k; the sign-flip test cannot go below
+    2**(1-n) for a difference (2**-n for each one-sided half of TOST). So a difference needs
+    2**(1-n) <= alpha / 2k: with fewer pairs even a difference of the same sign on every seed
+    cannot be told from chance, and the verdict is undecided.
+    """
+    return max(2, math.ceil(1 + math.log2(2 * max(k, 1) / alpha)))
+
+
+def decide(diff: Sequence[float], p_diff: Sequence[float], p_equiv: Sequence[float],
+           alpha: float = ALPHA) -> tuple[list[str], np.ndarray, np.ndarray]:  # fmt: skip
+    """Verdicts of one family: Holm over every difference test and every TOST together.
+
+    NaN p's (a comparison without two pairs) do not count in the family and give ``undecided``.
+    Returns (verdicts, Holm-adjusted p_diff, Holm-adjusted p_equiv).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    diff, pd_, pe = (np.asarray(x, dtype=float) for x in (diff, p_diff, p_equiv))
+    p = np.concatenate([pd_, pe])
+    adj = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        adj[ok] = multipletests(p[ok], alpha=alpha, method="holm")[1]
+    k = len(diff)
+    adj_diff, adj_equiv = adj[:k], adj[k:]
+    verdicts = []
+    for i in range(k):
+        if adj_diff[i] < alpha:
+            verdicts.append(BETTER if diff[i] > 0 else WORSE)
+        elif adj_equiv[i] < alpha:
+            verdicts.append(EQUIVALENT)
+        else:
+            verdicts.append(UNDECIDED)
+    return verdicts, adj_diff, adj_equiv
+
+
+def pooled_sd(sds: Sequence[float], ns: Sequence[int]) -> float:
+    """The sd of paired differences pooled over comparisons: sqrt(sum (n_i-1) s_i^2 / sum (n_i-1))."""
+    s, n = np.asarray(sds, dtype=float), np.asarray(ns, dtype=float)
+    ok = np.isfinite(s) & (n >= 2)
+    dof = (n[ok] - 1).sum()
+    return float(math.sqrt(((n[ok] - 1) * s[ok] ** 2).sum() / dof)) if dof > 0 else math.nan
+
+
+def seeds_needed(sd: float, margin: float, k: int, alpha: float = ALPHA, power: float = POWER) -> int:
+    """Seeds (pairs) for every comparison of a family of ``k`` to end better/worse/equivalent.
+
+    At the Holm worst case alpha / 2k, with ``power`` to find a true difference of ``margin``
+    (two-sided paired t) and with ``power`` to call a true difference of 0 equivalent (TOST: each
+    one-sided half at 1 - (1 - power) / 2, the usual approximation); never below ``min_pairs``.
+    MAX_SEEDS_PLANNED + 1 when more than MAX_SEEDS_PLANNED would be needed or sd is unknown/0 margin.
+    """
+    from statsmodels.stats.power import TTestPower
+
+    floor = min_pairs(k, alpha)
+    if not (math.isfinite(sd) and margin > 0):
+        return MAX_SEEDS_PLANNED + 1
+    if sd <= NO_SPREAD:
+        return floor
+    level = alpha / (2 * max(k, 1))
+    effect = margin / sd
+    power_calc = TTestPower()
+    try:
+        n_diff = power_calc.solve_power(effect_size=effect, nobs=None, alpha=level, power=power,
+                                        alternative="two-sided")  # fmt: skip
+        n_equiv = power_calc.solve_power(effect_size=effect, nobs=None, alpha=level, power=1 - (1 - power) / 2,
+                                         alternative="larger")  # fmt: skip
+    except (ValueError, RuntimeError):  # statsmodels' root finder gives up on tiny effects
+        return MAX_SEEDS_PLANNED + 1
+    n = max(floor, math.ceil(float(n_diff)), math.ceil(float(n_equiv)))
+    return n if n <= MAX_SEEDS_PLANNED else MAX_SEEDS_PLANNED + 1
+
+
+def plan_seeds(pilot_sd: float, margin: float, k: int, pilot: int, max_seeds: int,
+               alpha: float = ALPHA, power: float = POWER) -> int:  # fmt: skip
+    """seeds=auto: how many seeds in all after a pilot of ``pilot`` seeds (internal pilot).
+
+    Only the pilot's pooled sd of paired differences enters, never its mean differences, so the
+    final test over all seeds keeps its type I error at alpha (Wittes & Brittain 1990; the
+    re-estimated n depends on the data only through a variance estimate, which is nearly
+    independent of the mean). Never fewer seeds than the pilot, never more than ``max_seeds``.
+    """
+    return int(min(max(seeds_needed(pilot_sd, margin, k, alpha, power), pilot), max_seeds))
