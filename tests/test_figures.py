@@ -332,7 +332,15 @@ def test_diagnostics_of_an_older_file_say_so(tmp_path: Path, drawn: list) -> Non
         run(tmp_path, "relu", seed, 0.97, epochs=2, diagnostics=diag_rows([0.5, 0.2], [0.1, 0.0], legacy=True))
         run(tmp_path, "tanh", seed, 0.97, epochs=2, diagnostics=diag_rows([0.1, 0.0], [0.0, 0.0], legacy=True))
     F.plot_diagnostics(load_sweep([tmp_path]), Path("d.png"))
-    assert "older diagnostics.csv" in drawn[0]._suptitle.get_text()
+    assert "older diagnostics.csv (every run" in drawn[0]._suptitle.get_text()
+    # A merged sweep with newer runs too: the older ones still drawn (from their own columns), and counted.
+    for seed in (2, 3):
+        run(tmp_path, "relu", seed, 0.97, epochs=2, diagnostics=diag_rows([0.7, 0.4], [0.1, 0.0]))
+        run(tmp_path, "tanh", seed, 0.97, epochs=2, diagnostics=diag_rows([0.1, 0.0], [0.0, 0.0]))
+    F.plot_diagnostics(load_sweep([tmp_path]), Path("d.png"))
+    assert "older diagnostics.csv (4 run(s)" in drawn[1]._suptitle.get_text()
+    bars = [ax for ax in drawn[1].axes if ax.axison][2].patches
+    assert sorted({round(p.get_height(), 6) for p in bars}) == [0.0, 10.0, 30.0, 60.0]  # means over all 4 seeds
 
 
 # ---------------------------------------------------------------- through build_report

@@ -735,14 +735,21 @@ def no_gradient_columns(diag: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
     image. From ``no_grad_frac`` / ``no_grad_all_frac`` (diagnostics.py's one category); for a
     diagnostics.csv written before them: inactive + saturated (a lower bound: a unit off for some
     images and saturated for others counts in neither) and dead_frac, with a note saying so."""
-    if "no_grad_frac" in diag and diag["no_grad_frac"].notna().any():
-        return diag["no_grad_frac"], diag["no_grad_all_frac"], ""
-    inactive = diag["inactive_frac"] if "inactive_frac" in diag else pd.Series(np.nan, index=diag.index)
-    saturated = diag["saturated_frac"] if "saturated_frac" in diag else pd.Series(np.nan, index=diag.index)
-    dead = diag["dead_frac"] if "dead_frac" in diag else pd.Series(np.nan, index=diag.index)
-    note = ("older diagnostics.csv (no no_grad_frac): no gradient = inactive + saturated at the old 1 % level "
-            "(a lower bound), every image = dead (off)")  # fmt: skip
-    return inactive + saturated, dead, note
+    def col(name: str) -> pd.Series:
+        return diag[name] if name in diag else pd.Series(np.nan, index=diag.index)
+
+    most, every = col("no_grad_frac"), col("no_grad_all_frac")
+    hidden = col("inactive_frac").notna() | col("saturated_frac").notna() | most.notna()
+    old = hidden & most.isna()  # rows of a run recorded before no_grad_frac (a merged sweep may mix both)
+    if not old.any():
+        return most, every, ""
+    most = most.where(~old, col("inactive_frac") + col("saturated_frac"))
+    every = every.where(~old, col("dead_frac"))
+    n_old = diag.loc[old, "run"].nunique() if "run" in diag else int(old.sum())
+    what = "every run" if old.sum() == hidden.sum() else f"{n_old} run(s)"
+    note = (f"older diagnostics.csv ({what}: no no_grad_frac): no gradient = inactive + saturated at the old 1 % "
+            "level (a lower bound), every image = dead (off)")  # fmt: skip
+    return most, every, note
 
 
 def _per_layer(ax: Any, data: pd.DataFrame, acts: Sequence[str], y: str, scale: float, kind: str,
