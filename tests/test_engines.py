@@ -161,9 +161,11 @@ def test_an_lr_sweep_is_one_group_per_seed_set(tiny_cfg, tmp_path: Path) -> None
              for a in ("relu", "tanh") for lr in (1e-3, 1e-2) for s in (0, 1)]  # fmt: skip
     assert [sorted(g) for g in plan(sweep, 64)] == [list(range(8))]
     assert group_key(cfg("optimizer=sgd", "optimizer.momentum=0.5")) == group_key(cfg("optimizer=sgd"))
-    # what the stacked step does not implement still splits: another class, amsgrad, nesterov
+    # what the stacked step does not implement still splits: another class, betas with amsgrad, nesterov
     assert group_key(cfg("optimizer=adamw")) != group_key(cfg())
-    assert group_key(cfg("+optimizer.amsgrad=true", "optimizer.lr=0.01")) != group_key(cfg("+optimizer.amsgrad=true"))
+    amsgrad = group_key(cfg("+optimizer.amsgrad=true"))
+    assert group_key(cfg("+optimizer.amsgrad=true", "optimizer.betas=[0.8,0.9]")) != amsgrad
+    assert group_key(cfg("+optimizer.amsgrad=true", "optimizer.lr=0.01")) == amsgrad  # lr alone: torch's own step
     assert group_key(cfg("optimizer=sgd", "optimizer.nesterov=true")) != group_key(cfg("optimizer=sgd"))
 
 

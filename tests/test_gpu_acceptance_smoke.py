@@ -62,7 +62,7 @@ def test_quick_cpu_run_prints_the_table(tmp_path: Path) -> None:
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert {r["item"] for r in rows} == set("abcdefg")
+    assert {r["item"] for r in rows} == set("abcdefgh")
     assert {r["verdict"] for r in rows} <= {"PASS", "INFO", "SKIP"}
     assert [r["verdict"] for r in rows if r["item"] == "a"] == ["PASS"] * 6  # restore exact on the CPU too
     assert "| verdict" in res.stdout and "synthetic" in res.stdout

@@ -240,5 +240,74 @@ def test_per_model_keys() -> None:
     assert per_model_keys({"_target_": "torch.optim.Adam", "lr": 1e-3, "fused": True}) == (
         "lr", "betas", "eps", "weight_decay")  # fmt: skip
     assert "momentum" in per_model_keys({"_target_": "torch.optim.SGD", "nesterov": True})
-    assert per_model_keys({"_target_": "torch.optim.Adam", "amsgrad": True}) == ()
-    assert per_model_keys({"_target_": "torch.optim.RMSprop"}) == ()
+    # an option StackedOptimizer lacks, or another class: only the lr (torch's own step at lr 1)
+    assert per_model_keys({"_target_": "torch.optim.Adam", "amsgrad": True}) == ("lr",)
+    assert per_model_keys({"_target_": "torch.optim.RMSprop"}) == ("lr",)
+    assert per_model_keys({"_target_": "torch.optim.LBFGS"}) == ()
+
+
+# ---------------------------------------------------------------- an lr per model, any linear-in-lr optimizer
+
+LR_ONLY = {
+    "Adam": {"amsgrad": True, "weight_decay": 0.01}, "AdamW": {"weight_decay": 0.1}, "SGD": {"momentum": 0.9},
+    "RMSprop": {"momentum": 0.5, "centered": True}, "Adagrad": {"lr_decay": 0.01}, "Adamax": {},
+    "NAdam": {"weight_decay": 0.1, "decoupled_weight_decay": True}, "RAdam": {"weight_decay": 0.1},
+}  # fmt: skip
+LRS = [1e-3, 3e-3, 1e-2, 3e-4]
+
+
+@pytest.mark.parametrize("name", LR_ONLY)
+def test_per_model_lr_is_torch_optim_per_model(name: str) -> None:
+    from actcompare.engines.optim import LINEAR_IN_LR, leading_owner, per_model_lr
+
+    assert set(LR_ONLY) == set(LINEAR_IN_LR)
+    cls, options = getattr(torch.optim, name), LR_ONLY[name]
+    params, owners = stacked_params()
+    lrs = torch.tensor(LRS, dtype=torch.float64)
+    maps = [lrs[leading_owner(p) if o is None else o] for p, o in zip(params, owners, strict=True)]
+    opt = per_model_lr(cls)(params, maps, **options)
+    assert isinstance(opt, cls)
+    for _ in range(K):
+        opt.zero_grad()
+        stacked_loss(params).backward()
+        opt.step()
+    start, _ = stacked_params()
+    reference = []
+    for m in range(M):
+        own = [t.detach().clone().requires_grad_() for t in model_slices(start, m)]
+        ref = cls(own, lr=LRS[m], **options)
+        for _ in range(K):
+            ref.zero_grad()
+            loss_of(*own).backward()
+            ref.step()
+        reference.append(own)
+    assert max_gap(params, reference) <= 1e-10
+    assert max_gap(start, reference) > 1e-4
+
+
+@pytest.mark.parametrize("name", ["Adam", "NAdam", "RMSprop", "SGD"])
+def test_stacked_engine_with_an_lr_per_model(float64, name: str) -> None:
+    import functools
+
+    from torch import nn
+
+    from actcompare.engines import Variant
+    from actcompare.engines.single import SingleEngine
+    from actcompare.engines.stacked import StackedEngine
+
+    cls, options = getattr(torch.optim, name), {"Adam": {"fused": True}, "SGD": {"momentum": 0.9}}.get(name, {})
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (200,), generator=g)
+    x = torch.rand(200, 784, generator=g, dtype=torch.float64) * 0.3
+    x[torch.arange(200), y * 70] += 2.0
+    acts, lrs = [nn.ReLU, nn.PReLU, nn.ReLU], [1e-3, 1e-2, 3e-2]
+    variants = [Variant(a, "default", (("lr", lr),)) for a, lr in zip(acts, lrs, strict=True)]
+    engine = StackedEngine(variants, [0, 1], [16, 16], functools.partial(cls, lr=0.5, **options), 64, x, y)
+    assert type(engine.optimizer).__name__ == f"PerModelLR{name}"
+    singles = [SingleEngine(Variant(acts[v], "default"), seed, [16, 16], functools.partial(cls, lr=lrs[v], **options),
+                            64, x, y) for seed in (0, 1) for v in range(3)]  # fmt: skip
+    for _ in range(2):
+        loss, acc = engine.train_epoch()
+        for m, single in enumerate(singles):
+            (sl,), (sa,) = single.train_epoch()
+            assert abs(loss[m] - sl) <= 1e-9 * sl and acc[m] == sa, (m, loss[m], sl)

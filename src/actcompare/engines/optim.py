@@ -18,6 +18,7 @@ so a captured graph sees new values (a schedule) without a new capture. Each mod
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -43,12 +44,52 @@ PER_MODEL_KEYS = {
 UNSUPPORTED = ("amsgrad", "maximize", "differentiable")
 
 
+# Optimizers whose update is linear in lr (p <- p - lr * D, D independent of lr; decoupled weight decay
+# p * (1 - lr * wd) too): a per-model lr alone runs torch's own step at lr 1 (per_model_lr).
+LINEAR_IN_LR = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam")
+
+
 def per_model_keys(config: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys of an optimizer config (``_target_`` plus keywords) that may differ between the models
-    of one stacked group: the stacked engine then steps them with :class:`StackedOptimizer`."""
-    if any(config.get(option) for option in UNSUPPORTED):
-        return ()
-    return PER_MODEL_KEYS.get(str(config.get("_target_")), ())
+    of one stacked group: lr for every optimizer in LINEAR_IN_LR (:func:`per_model_lr`); for Adam,
+    AdamW and SGD also betas, eps, weight_decay, momentum, dampening (:class:`StackedOptimizer`)."""
+    target = str(config.get("_target_"))
+    if not any(config.get(option) for option in UNSUPPORTED) and target in PER_MODEL_KEYS:
+        return PER_MODEL_KEYS[target]
+    return ("lr",) if target in {f"torch.optim.{name}" for name in LINEAR_IN_LR} else ()
+
+
+@functools.cache
+def per_model_lr(cls: type) -> type:
+    """``cls`` (a torch.optim optimizer in LINEAR_IN_LR) with a learning rate per element: its own step
+    runs at lr 1, then each element moves by its model's share, p <- p_old + lr * (p - p_old).
+
+    Every other option is torch's (fused, foreach, capturable, amsgrad, ...), so are the state and its
+    lazy initialisation (capture.warm_up works unchanged). Constructed as
+    ``per_model_lr(cls)(params, lr_maps, **options)``, lr_maps: one tensor per parameter, broadcastable to it.
+    """
+    if cls.__name__ not in LINEAR_IN_LR or getattr(torch.optim, cls.__name__, None) is not cls:
+        raise ValueError(f"{cls.__name__}: its update is not known to be linear in lr")
+
+    class PerModelLR(cls):  # type: ignore[valid-type, misc]
+        def __init__(self, params: Iterable[torch.Tensor], lr_maps: Sequence[torch.Tensor], **options: Any) -> None:
+            params = list(params)
+            super().__init__(params, lr=1.0, **options)
+            if len(lr_maps) != len(params):
+                raise ValueError(f"{len(lr_maps)} lr maps for {len(params)} parameters")
+            self.lr_maps = {p: m.to(p) for p, m in zip(params, lr_maps, strict=True)}
+
+        def step(self, closure=None):
+            with torch.no_grad():
+                before = {p: p.detach().clone() for p in self.lr_maps}
+            loss = super().step(closure)
+            with torch.no_grad():
+                for p, old in before.items():
+                    torch.lerp(old, p, self.lr_maps[p], out=p)
+            return loss
+
+    PerModelLR.__name__ = PerModelLR.__qualname__ = f"PerModelLR{cls.__name__}"
+    return PerModelLR
 
 
 def algorithm_of(cls: type, options: Mapping[str, Any]) -> str | None:
@@ -198,29 +239,30 @@ class StackedOptimizer(torch.optim.Optimizer):
 
 
 def _adam(p: torch.Tensor, grad: torch.Tensor, state: dict, hp: dict[str, torch.Tensor], decoupled: bool) -> None:
+    # In place where it can be: two temporaries of the parameter's size (a stacked first layer is large).
     lr, beta1, beta2, eps, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
     step = state["step"]
     if decoupled:  # AdamW: p <- p * (1 - lr * wd)
         p.mul_(1 - lr * wd)
     else:  # Adam's L2 penalty: the gradient gets wd * p
-        grad = grad + wd * p
+        grad = torch.addcmul(grad, p, wd)
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-    exp_avg.lerp_(grad, (1 - beta1).expand_as(exp_avg))
-    exp_avg_sq.mul_(beta2).add_((1 - beta2) * grad * grad)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad * (1 - beta2), grad)
     bias_correction1 = 1 - beta1**step
     bias_correction2_sqrt = (1 - beta2**step).sqrt()
-    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-    p.sub_(lr / bias_correction1 * exp_avg / denom)
+    update = exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(eps)  # the denominator, then the update
+    torch.div(exp_avg, update, out=update)
+    p.addcmul_(update, -lr / bias_correction1)
 
 
 def _sgd(p: torch.Tensor, grad: torch.Tensor, state: dict, hp: dict[str, torch.Tensor], nesterov: bool) -> None:
     lr, momentum, dampening, wd = hp["lr"], hp["momentum"], hp["dampening"], hp["weight_decay"]
-    grad = grad + wd * p
+    grad = torch.addcmul(grad, p, wd)
     buf = state["momentum_buffer"]
     # torch.optim.SGD: the first step sets buf = grad; later ones buf = momentum * buf + (1 - dampening) * grad;
     # a model with momentum 0 uses its gradient as it is (then buf = grad every step).
     first = state["step"] == 1
     buf.mul_(torch.where(first, torch.zeros_like(momentum), momentum))
-    buf.add_(grad * torch.where(first | (momentum == 0), torch.ones_like(dampening), 1 - dampening))
-    update = grad + momentum * buf if nesterov else buf
-    p.sub_(lr * update)
+    buf.addcmul_(grad, torch.where(first | (momentum == 0), torch.ones_like(dampening), 1 - dampening))
+    p.addcmul_(torch.addcmul(grad, buf, momentum) if nesterov else buf, -lr)

@@ -12,8 +12,9 @@ Layout (m = s * V + v: seed-major, so the models of one seed are neighbours):
 Each model's loss is its own batch-mean cross-entropy and the step minimises their sum, so every
 model gets exactly its own gradient; Adam, AdamW and SGD update each element on its own, so the
 stacked tensors train exactly as M separate models would (up to float32 round-off in the matmuls).
-When the variants carry their own optimizer values (``Variant.optimizer``: lr, betas, eps, weight
-decay, momentum, dampening), one ``optim.StackedOptimizer`` step applies each model's own values.
+When the variants carry their own optimizer values (``Variant.optimizer``), each model steps with its
+own: an lr alone through torch's own step at lr 1 (``optim.per_model_lr``, any optimizer whose update
+is linear in lr); betas, eps, weight decay, momentum, dampening through ``optim.StackedOptimizer``.
 A model that diverges or fails cannot disturb the others: no operation mixes models' columns.
 
 On CUDA the step (gather, forward, backward, optimizer) is captured once as a CUDA graph and
@@ -42,7 +43,7 @@ from torch import nn
 from ..model import NeuralNetwork, build_model
 from . import OptimizerFactory, Variant
 from .capture import CaptureUnsupported, can_restore, capture, describe, first_error, quiet_uncaptured, warm_up
-from .optim import StackedOptimizer, algorithm_of, per_model_values
+from .optim import LINEAR_IN_LR, StackedOptimizer, algorithm_of, leading_owner, per_model_lr, per_model_values
 
 log = logging.getLogger(__name__)
 
@@ -120,25 +121,33 @@ class StackedEngine:
         self._act_modules = [m for row in self.acts for a in row for m in (a if isinstance(a, list) else [a])]
         self.params = [*self.weights, *self.biases, *act_params]
         cls = _optimizer_class(optimizer)
+        has_capturable = "capturable" in inspect.signature(cls).parameters
         per_model = [dict(variants[v].optimizer) for _ in seeds for v in range(V)]
-        self.per_model_optimizer = any(own != per_model[0] for own in per_model)
-        if self.per_model_optimizer:  # models with their own lr, betas, ...: one StackedOptimizer step
+        differ = {k for own in per_model for k in set(own) | set(per_model[0]) if own.get(k) != per_model[0].get(k)}
+        self.per_model_optimizer = bool(differ)
+        if differ:  # models with their own lr (betas, ...): one step that gives each model its values
             shared = {k: q.default for k, q in inspect.signature(cls).parameters.items() if q.default is not q.empty}
             shared.update(getattr(optimizer, "keywords", {}))
-            algorithm = algorithm_of(cls, shared)
-            if algorithm is None:
-                raise ValueError(f"{cls.__name__} with these options cannot give each stacked model its own "
-                                 f"{sorted(set().union(*per_model))}: train these runs in separate groups")  # fmt: skip
-            # first layer and its bias: (S, ., V * H0), the V models of a seed side by side in the columns
+            # owners: the model of each element. First layer and its bias: (S, ., V * H0), a seed's V models
+            # side by side in the columns; later layers (M, ., .); activation parameters: one model each.
             h0 = self.weights[0].shape[-1] // V
             cols = (torch.arange(S).view(S, 1, 1) * V + torch.arange(V).repeat_interleave(h0).view(1, 1, -1))
             owners = [cols, *[None] * (self.layers - 1), cols, *[None] * (self.layers - 1), *act_owners]
-            values = per_model_values(algorithm, shared, per_model)
-            nesterov = bool(shared.get("nesterov", False))
-            optimizer = functools.partial(StackedOptimizer, models=self.size, algorithm=algorithm, owners=owners,
-                                          nesterov=nesterov, **values)  # fmt: skip
-            cls = StackedOptimizer
-        has_capturable = "capturable" in inspect.signature(cls).parameters
+            algorithm = algorithm_of(cls, shared)
+            if differ == {"lr"} and cls.__name__ in LINEAR_IN_LR:  # torch's own step at lr 1, then each model's lr
+                lrs = torch.tensor([float({**shared, **own}["lr"]) for own in per_model], dtype=self.params[0].dtype)
+                maps = [lrs[(leading_owner(p) if o is None else o).cpu()]
+                        for p, o in zip(self.params, owners, strict=True)]  # fmt: skip
+                options = {k: v for k, v in getattr(optimizer, "keywords", {}).items() if k != "lr"}
+                optimizer = functools.partial(per_model_lr(cls), lr_maps=maps, **options)
+            elif algorithm is not None and differ <= {"lr", "betas", "eps", "weight_decay", "momentum", "dampening"}:
+                optimizer = functools.partial(StackedOptimizer, models=self.size, algorithm=algorithm, owners=owners,
+                                              nesterov=bool(shared.get("nesterov", False)),
+                                              **per_model_values(algorithm, shared, per_model))  # fmt: skip
+                cls, has_capturable = StackedOptimizer, True
+            else:
+                raise ValueError(f"{cls.__name__} with these options cannot give each stacked model its own "
+                                 f"{sorted(differ)}: train these runs in separate groups")  # fmt: skip
         self.capturable = device.type == "cuda" and has_capturable  # capturable=True refuses CPU tensors
         self.graphed = graph and device.type in GRAPH_DEVICES and has_capturable and can_restore(cls)
         self.optimizer = optimizer(self.params, capturable=True) if self.capturable else optimizer(self.params)
