@@ -6,6 +6,9 @@
   leading dimension, one batched matmul per layer for all of them, one optimizer step over the
   stacked tensors, the whole step replayed from a CUDA graph on a GPU.
 
+Helpers of the stacked engine: ``capture`` (warm-up, restore to a fresh optimizer, CUDA-graph capture,
+as plain functions) and ``optim`` (an lr, or lr/betas/eps/weight decay/momentum, per model in one step).
+
 Both build every model through ``model.build_model`` (same initial weights for the same seed) and
 draw each seed's batch order from ``torch.Generator().manual_seed(seed)``, so the same run trained
 by either engine gives the same numbers up to float32 round-off.
