@@ -124,12 +124,12 @@ def test_invalid_config_raises_before_writing(tiny_cfg, tmp_path: Path) -> None:
     assert not (out / "run.json").exists()
 
 
-def test_missing_data_raises_data_error_and_records_it(tiny_cfg, tmp_path: Path) -> None:
+def test_missing_data_raises_data_error_before_writing(tiny_cfg, tmp_path: Path) -> None:
+    """The data is read before a run folder is made: a check that fails before training leaves none."""
     cfg = tiny_cfg(f"data.root={tmp_path / 'nothing'}", "data.download=false")
     with pytest.raises(DataError, match="missing"):
         run_experiment(cfg, tmp_path / "run")
-    on_disk = read_json(tmp_path / "run" / "run.json")
-    assert on_disk["status"] == "failed" and "missing" in on_disk["error"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_skips_a_finished_run(tiny_cfg, tmp_path: Path) -> None:
@@ -138,10 +138,11 @@ def test_resume_skips_a_finished_run(tiny_cfg, tmp_path: Path) -> None:
     again = run_experiment(tiny_cfg("epochs=1", "resume=true"), tmp_path)
     assert again == first
     assert (tmp_path / "run.json").read_text() == before
-    # A different config in the same folder is not "already done".
-    changed = run_experiment(tiny_cfg("epochs=2", "resume=true"), tmp_path)
-    assert changed["epochs_completed"] == 2 and changed["started"] >= first["started"]
-    assert len(pd.read_csv(tmp_path / "metrics.csv")) == 2
+    # A different config in the same folder is another sweep's run: refused, and left as it was.
+    with pytest.raises(ConfigError, match=r"run of another config \(epochs: 1 there, 2 here\)"):
+        run_experiment(tiny_cfg("epochs=2", "resume=true"), tmp_path)
+    assert (tmp_path / "run.json").read_text() == before
+    assert len(pd.read_csv(tmp_path / "metrics.csv")) == 1
 
 
 def assert_interrupted_after_one_epoch(tiny_cfg, tmp_path: Path) -> None:

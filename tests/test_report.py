@@ -256,6 +256,7 @@ def _script(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
+@pytest.mark.slow  # scripts/report.py in subprocesses
 def test_malformed_files_give_one_line_naming_the_file(tmp_path: Path) -> None:
     """Through scripts/report.py: each bad run is skipped with one warning line naming its file; the
     others are reported. A column missing in every run leaves nothing to report: exit 2, one line."""
@@ -365,6 +366,7 @@ def test_results_json_roundtrip(report, sweep_dir: Path) -> None:
     assert runs.set_index("run")["status"].to_dict() == on_disk
 
 
+@pytest.mark.slow  # scripts/report.py in subprocesses
 def test_report_script_dedups_groups_by_identity_and_refuses_a_shared_label(tmp_path: Path) -> None:
     """Through scripts/report.py (a subprocess): the same sweep given twice counts once and says
     so; a sweep whose epochs differ is another group; one name for two configs is refused."""

@@ -18,10 +18,6 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from .schema import unknown_key
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def unknown_choice(err: BaseException) -> str | None:
     """A one-line error for a config-group option that does not exist (activation=relux).
 
@@ -62,12 +58,39 @@ def config_error(err: BaseException) -> str:
     raw = str(err).splitlines()
     lines = [line.strip() for line in raw if line.strip() and not line.strip().startswith("See http")]
     if isinstance(err, OverrideParseException):
-        return f"error: cannot parse the override '{err.override}': {lines[-1]}"
+        hint = override_hint(str(err.override))
+        detail = [line for line in lines if line != "^" and line != str(err.override)]
+        return f"error: cannot parse the override '{err.override}': {hint or (detail[-1] if detail else lines[-1])}"
     starts = [i for i, line in enumerate(raw) if line.startswith("Available options")]
     if starts:  # an unknown hydra/... option; the options follow, one per tab-indented line
         options = list(itertools.takewhile(lambda line: line.startswith("\t"), raw[starts[0] + 1 :]))
         return f"error: {first}: choose one of {', '.join(o.strip() for o in options)}"
     return f"error: {'; '.join(lines) or first}"
+
+
+def _refused() -> None:
+    """Tell the sweep callback (when a sweep is running) that it was refused: it then prints
+    nothing more and removes the folders it made."""
+    callback = sys.modules.get("hydra_plugins.actcompare.callback")
+    if callback is not None:
+        callback.refused()
+
+
+def override_hint(override: str) -> str | None:
+    """What to do about an override Hydra cannot parse for a reason a user can fix by quoting:
+    a character outside Hydra's unquoted-value alphabet (non-ASCII, a space), or a dangling comma
+    (a space after a comma splits the argument in two in the shell)."""
+    key, _, value = override.partition("=")
+    odd = sorted({c for c in value if ord(c) > 127 or c.isspace()})
+    if odd:
+        shown = ", ".join(repr(c) for c in odd)
+        return (f"the value holds {shown}, which Hydra's override syntax takes only inside quotes: write "
+                f"'{key}=\"{value}\"' (the single quotes are for the shell, the double ones for Hydra)")
+    if value.endswith(","):
+        return (f"nothing follows the last comma (a space after a comma splits the argument in two in the shell): "
+                f"write the values without spaces ({key}={value}<next>) or quote the whole override "
+                f"('{key}={value} <next>')")
+    return None
 
 
 def _exit_now(signum: int, frame: Any) -> None:
@@ -91,16 +114,20 @@ def guard(main: Callable[[], Any]) -> None:
     HYDRA_FULL_ERROR=1 (set by the user) still gives the full traceback. Ctrl-C while the entry
     point was still importing is handled before this (run.py, __main__.py: one line, exit 130).
     """
+    from .task import interrupt_caught, on_interrupt
+
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Hydra prints config errors over 5-7 lines (and suggests `+key=` for a typo, which the typed
     # schema then rejects); this makes it raise them to us instead, to be said in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        # Inside the try: a Ctrl-C from the first instant on is caught below.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        # Inside the try: a Ctrl-C from the first instant on is caught below. on_interrupt raises
+        # it again if C code swallows it on its way up (task.py explains).
+        signal.signal(signal.SIGINT, on_interrupt)
+        signal.signal(signal.SIGTERM, on_interrupt)
         main()
     except KeyboardInterrupt:
+        interrupt_caught()
         _stopping()
         if full_error:
             raise
@@ -118,11 +145,14 @@ def guard(main: Callable[[], Any]) -> None:
         deadline.daemon = True  # never what keeps the process alive
         deadline.start()
         sys.exit(130)
-    except SystemExit:  # e.g. the sweep's own one-line summary of interrupted runs
+    except SystemExit as err:  # a refusal's one line, or the sweep's own summary of unfinished runs
         _stopping()
+        if err.code not in (None, 0, 130):
+            _refused()
         raise
     except (HydraException, OmegaConfBaseException) as err:
         _stopping()
+        _refused()
         if full_error:
             raise
         sys.exit(config_error(err))

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,14 @@ class RunSpec:
     out_dir: Path
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
+    # Called once, right before the run's folder is first written (the fused launcher writes the
+    # job's .hydra/ there): a batch refused before training leaves no folder behind.
+    prepare: Callable[[], None] | None = None
+
+    @property
+    def label(self) -> str:
+        """The job as its overrides name it (for messages)."""
+        return " ".join(self.overrides) or "(no overrides)"
 
     @property
     def config(self) -> dict[str, Any]:
@@ -77,12 +85,15 @@ def fusable(config: dict[str, Any]) -> bool:
     return str(config["optimizer"].get("_target_")) in ELEMENTWISE_OPTIMIZERS
 
 
-def plan(configs: Sequence[dict[str, Any]], max_models: int) -> list[list[int]]:
+def plan(configs: Sequence[dict[str, Any]], max_models: int, alone: Sequence[int] = ()) -> list[list[int]]:
     """Split job indices into stacked groups: same group_key, then whole rectangles of
-    variants x seeds (every variant with every seed), at most ``max_models`` models each."""
+    variants x seeds (every variant with every seed), at most ``max_models`` models each. Jobs
+    in ``alone`` get a group of their own."""
+    if max_models < 1:
+        raise ConfigError(f"hydra.launcher.max_models={max_models} is not allowed: use a number >= 1")
     by_key: dict[str, list[int]] = {}
     for i, config in enumerate(configs):
-        by_key.setdefault(group_key(config) if fusable(config) else f"alone-{i}", []).append(i)
+        by_key.setdefault(group_key(config) if fusable(config) and i not in alone else f"alone-{i}", []).append(i)
     groups: list[list[int]] = []
     for members in by_key.values():
         # variant -> {seed: job}; variants with the same seed set form one rectangle
@@ -110,6 +121,45 @@ def _variant_key(config: dict[str, Any]) -> str:
                       default=str)  # fmt: skip
 
 
+def depends_on_rng(factory: Callable[[], torch.nn.Module], width: int) -> bool:
+    """Whether an activation module's training-mode output depends on the random state (a random
+    forward like RReLU's or dropout's, or parameters drawn at construction): two modules built and
+    run under different seeds give different outputs for the same input. The caller's random
+    state is left as it was. A module that fails here is not random (the pre-flight check says why)."""
+    x = torch.randn(16, width, generator=torch.Generator().manual_seed(0))
+    outs = []
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            for seed in (1, 2):
+                torch.manual_seed(seed)
+                module = factory()
+                module.train()
+                outs.append(module(x.clone()))
+        return not torch.equal(outs[0], outs[1])
+    except Exception:
+        return False
+
+
+def random_in_training(specs: Sequence[RunSpec]) -> set[int]:
+    """Indices of the jobs whose activation depends on the random state in training. In a stacked
+    group its draws would interleave with the other models' (a run's numbers would depend on which
+    runs share its group), so such a job trains one model at a time, drawing exactly as it would alone."""
+    found: dict[str, bool] = {}
+    out = set()
+    for i, spec in enumerate(specs):
+        key = json.dumps(OmegaConf.to_container(spec.cfg.activation, resolve=True), sort_keys=True, default=str)
+        if key not in found:
+            width = hidden_sizes(spec.cfg.model)[0]
+            found[key] = depends_on_rng(lambda spec=spec: instantiate(spec.cfg.activation.module), width)
+            if found[key]:
+                log.info("activation %s depends on the random state in training (its output changes with it): "
+                         "its runs train one model at a time, so that each draws its random numbers exactly as "
+                         "it would alone", spec.cfg.activation.name)  # fmt: skip
+        if found[key]:
+            out.add(i)
+    return out
+
+
 def _own_optimizer(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """This run's values of the optimizer keys that may differ inside a stacked group."""
     opt = config.get("optimizer") or {}
@@ -131,10 +181,59 @@ def run_experiment(
     return run_group([spec], engine="single", threads=threads)[0]
 
 
+def check_batch(specs: Sequence[RunSpec]) -> list[tuple[str, RunSpec]]:
+    """Every problem of a batch that refuses it before anything is written: (problem, its job).
+
+    Config problems (validate), and folders that already hold a run that this batch may not touch
+    (recorder.existing: another config there, or any run without resume=true)."""
+    out: list[tuple[str, RunSpec]] = []
+    for spec in specs:
+        out += [(p, spec) for p in validate(spec.cfg)]
+    if out:
+        return out
+    for spec in specs:
+        config = spec.config
+        try:
+            existing(spec.out_dir, config, bool(config.get("resume")))
+        except ConfigError as err:
+            out.append((str(err), spec))
+    return out
+
+
+def shared_labels(specs: Sequence[Any], sweep: Path) -> list[str]:
+    """An activation name given to two different activation configs (two jobs of the batch, or a
+    job and a run already in the sweep folder): every table and plot would pool them under one label."""
+    seen: dict[str, tuple[str, str]] = {}
+    found = []
+    for path in sorted(sweep.glob("**/run.json")) if sweep.is_dir() else []:
+        try:
+            act = json.loads(path.read_text()).get("config", {}).get("activation")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(act, dict) and isinstance(act.get("name"), str):
+            spec = json.dumps(runs.canonical({k: v for k, v in act.items() if k != "name"}), sort_keys=True)
+            seen.setdefault(act["name"], (spec, str(path.parent)))
+    for spec in specs:
+        act = spec.config.get("activation") or {}
+        name = str(act.get("name"))
+        text = json.dumps(runs.canonical({k: v for k, v in act.items() if k != "name"}), sort_keys=True)
+        if name in seen and seen[name][0] != text:
+            found.append(f"activation name '{name}' is shared by two different activation configs: {seen[name][0]} "
+                         f"({seen[name][1]}) and {text} (job '{spec.label}'); give one of them another name "
+                         "(activation.name=...)")  # fmt: skip
+            break
+        seen.setdefault(name, (text, f"job '{spec.label}'"))
+    return found
+
+
 def run_group(
-    specs: Sequence[RunSpec], engine: str = "stacked", threads: int | None = None, max_models: int = 64
+    specs: Sequence[RunSpec], engine: str = "stacked", threads: int | None = None, max_models: int = 64,
+    run_logs: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train every job in ``specs`` (stacked where they can share a program), one record each."""
+    """Train every job in ``specs`` (stacked where they can share a program), one record each.
+
+    ``run_logs``: each run also writes its own log lines to ``<run>/run.log`` (the fused launcher;
+    under Hydra's own launchers, Hydra's job logging writes that file)."""
     problems = [p for spec in specs for p in validate(spec.cfg)]
     if problems:
         raise ConfigError("; ".join(dict.fromkeys(problems)))
@@ -149,13 +248,17 @@ def run_group(
         results[i] = existing(spec.out_dir, config, bool(config.get("resume")))
         if results[i] is None:
             todo.append(i)
-    groups = plan([configs[i] for i in todo], max_models) if engine == "stacked" else [[i] for i in range(len(todo))]
+    if engine == "stacked":
+        alone = random_in_training([specs[i] for i in todo])
+        groups = plan([configs[i] for i in todo], max_models, sorted(alone))
+    else:
+        alone, groups = set(), [[i] for i in range(len(todo))]
     progress = Progress(sum(configs[i]["epochs"] for i in todo))
     try:
         for group in groups:
             idx = [todo[g] for g in group]
-            kind = "stacked" if engine == "stacked" else "single"
-            records = _train([specs[i] for i in idx], [configs[i] for i in idx], kind, threads, progress)
+            kind = "stacked" if engine == "stacked" and not (len(group) == 1 and group[0] in alone) else "single"
+            records = _train([specs[i] for i in idx], [configs[i] for i in idx], kind, threads, progress, run_logs)
             for i, record in zip(idx, records, strict=True):
                 results[i] = record
     finally:
@@ -217,25 +320,73 @@ def _preflight(variant: Variant, width: int, device: torch.device) -> str | None
     return None
 
 
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job_logging format
+
+
+def run_extra(rec: RunRecorder) -> dict[str, str]:
+    """``extra=`` of a log line about one run: RunLogs puts it in that run's run.log only."""
+    return {"run_dir": str(rec.out)}
+
+
+class RunLogs(logging.Handler):
+    """While a group trains under the fused launcher: every line of actcompare's loggers goes to the
+    run.log of the run it is about (``extra=run_extra(rec)``), or, a line about the whole group
+    (its progress), to the run.log of every run of the group."""
+
+    def __init__(self, recorders: Sequence[RunRecorder]) -> None:
+        super().__init__(logging.INFO)
+        self.recorders = list(recorders)
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = getattr(record, "run_dir", None)
+        try:
+            line = self.format(record)
+            for rec in self.recorders:
+                if target is None or target == str(rec.out):
+                    rec.log_line(line)
+        except Exception:
+            self.handleError(record)
+
+
+def _end_line(rec: RunRecorder) -> None:
+    final = (rec.record.get("final") or {}).get("test_acc")
+    acc = f", final test accuracy {100 * float(final):.2f} %" if final is not None else ""
+    log.info("%s seed %s: %s after %s epoch(s)%s; files in %s", *rec.ident.values(), rec.record["status"],
+             rec.record.get("epochs_completed", 0), acc, rec.out, extra=run_extra(rec))  # fmt: skip
+
+
 def _train(
-    specs: Sequence[RunSpec], configs: Sequence[dict], kind: str, threads: int | None, progress: Progress
+    specs: Sequence[RunSpec], configs: Sequence[dict], kind: str, threads: int | None, progress: Progress,
+    run_logs: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train one group (all configs share group_key) with engine ``kind``; record every run."""
+    """Train one group (all configs share group_key) with engine ``kind``; record every run.
+
+    The data is loaded before any run folder is written: a missing dataset leaves none behind."""
+    from .task import interrupt_caught
+
     cfg = specs[0].cfg
     device = resolve_device(cfg.device)
     if threads or cfg.threads:
         torch.set_num_threads(int(threads or cfg.threads))
+    data, val = load_data(cfg, device)
     group = {"size": len(specs)} if kind == "stacked" else None
     recorders = [
         RunRecorder(spec.out_dir, config, overrides=spec.overrides, choices=spec.choices, engine=kind,
-                    device=str(device), threads=torch.get_num_threads(), group=group)
+                    device=str(device), threads=torch.get_num_threads(), group=group, run_log=run_logs)
         for spec, config in zip(specs, configs, strict=True)
     ]  # fmt: skip
-    for rec in recorders:
-        rec.start()
+    handler = RunLogs(recorders) if run_logs else None
+    if handler is not None:
+        logging.getLogger("actcompare").addHandler(handler)
     try:
-        _fit(specs, recorders, kind, device, progress)
+        for spec, rec in zip(specs, recorders, strict=True):
+            if spec.prepare is not None:
+                spec.prepare()
+            rec.start()
+        _fit(specs, recorders, kind, device, progress, data, val)
     except KeyboardInterrupt:
+        interrupt_caught()
         for rec in recorders:
             if rec.status == runs.RUNNING:
                 rec.end(runs.INTERRUPTED)
@@ -247,18 +398,25 @@ def _train(
         raise
     finally:
         for rec in recorders:
+            if not rec.started:
+                continue
             try:
                 rec.finish()
             except UserError as err:  # the disk is full: say so once, keep what is there
                 log.error("%s", err)
+            _end_line(rec)
+        if handler is not None:
+            logging.getLogger("actcompare").removeHandler(handler)
+        for rec in recorders:
+            rec.close_log()
     return [rec.record for rec in recorders]
 
 
 def _fit(
-    specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, device: torch.device, progress: Progress
+    specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, device: torch.device, progress: Progress,
+    data: MNISTTensors, val: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> None:
     cfg = specs[0].cfg
-    data, val = load_data(cfg, device)
     sizes = hidden_sizes(cfg.model)
     seeds = list(dict.fromkeys(int(s.cfg.seed) for s in specs))
     variant_of = [_variant_key(rec.config) for rec in recorders]
@@ -276,10 +434,10 @@ def _fit(
             for rec, k in zip(recorders, variant_of, strict=True):
                 if k in broken:
                     rec.end(runs.FAILED, error=broken[k])
-                    log.error("%s seed %s failed: %s", *rec.ident.values(), broken[k])
+                    log.error("%s seed %s failed: %s", *rec.ident.values(), broken[k], extra=run_extra(rec))
             keep = [i for i, k in enumerate(variant_of) if k not in broken]
             if keep:
-                _fit([specs[i] for i in keep], [recorders[i] for i in keep], kind, device, progress)
+                _fit([specs[i] for i in keep], [recorders[i] for i in keep], kind, device, progress, data, val)
             return
     optimizer = instantiate(cfg.optimizer)
     try:
@@ -297,12 +455,12 @@ def _fit(
             for spec, rec in zip(specs, recorders, strict=True):
                 if rec.status == runs.RUNNING:
                     rec.restart(engine="single")
-                    _fit([spec], [rec], "single", device, progress)
+                    _fit([spec], [rec], "single", device, progress, data, val)
         else:
             for rec in recorders:
                 if rec.status == runs.RUNNING:
                     rec.end(runs.FAILED, error=reason)
-                    log.error("%s seed %s failed: %s", *rec.ident.values(), reason)
+                    log.error("%s seed %s failed: %s", *rec.ident.values(), reason, extra=run_extra(rec))
 
 
 def _loop(engine, specs, recorders, slot, data, val, progress: Progress) -> None:
@@ -328,10 +486,13 @@ def _loop(engine, specs, recorders, slot, data, val, progress: Progress) -> None
                 "epoch_seconds": round(share, 4),
             }  # fmt: skip
             rec.epoch(row)
+            rec.note(f"epoch {epoch}/{cfg.epochs}: train loss {train_loss[m]:.4f}, test loss {test_loss[m]:.4f}, "
+                     f"test accuracy {100 * test_acc[m]:.2f} %")  # fmt: skip
             why = runs.diverged(train_loss[m], test_loss[m])
             if why:
                 rec.end(runs.DIVERGED, diverged_epoch=epoch, diverged_reason=why)
-                log.warning("%s seed %s diverged in epoch %d (%s): stopped", *rec.ident.values(), epoch, why)
+                log.warning("%s seed %s diverged in epoch %d (%s): stopped", *rec.ident.values(), epoch, why,
+                            extra=run_extra(rec))  # fmt: skip
                 alive.remove(i)  # its columns keep training in a stacked group, but touch no other model
             elif specs[i].cfg.diagnostics:
                 rec.layers(epoch, diag.probe(engine.module(m), probe_x, probe_y))

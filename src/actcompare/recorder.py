@@ -142,12 +142,29 @@ def consistent(out_dir: Path, record: dict) -> str | None:
     return None
 
 
+def difference(theirs: dict, ours: dict) -> str:
+    """The first key whose value differs between two runs' identities, as 'key: A there, B here'."""
+    a, b = runs.identity(theirs), runs.identity(ours)
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, dict):
+            return {k: v for key, child in node.items() for k, v in flat(child, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: node}
+
+    fa, fb = flat(a), flat(b)
+    for key in sorted(set(fa) | set(fb)):
+        if fa.get(key) != fb.get(key):
+            return f"{key}: {json.dumps(fa.get(key))} there, {json.dumps(fb.get(key))} here"
+    return "a different config"
+
+
 def existing(out_dir: Path, config: dict, resume: bool) -> dict | None:
     """What to do with a folder that may already hold a run: its record to reuse, or None to train.
 
     - resume=true and the same run finished there, with metrics.csv agreeing: reuse it;
     - the same run recorded by this very process (a sweeper repeating a trial): reuse it;
-    - anything else already there without resume=true: refuse (nothing is silently overwritten).
+    - anything else already there without resume=true: refuse (nothing is silently overwritten);
+    - with resume=true, a run of another identity there (another sweep's): refuse, naming a key that differs.
     """
     record = _read_json(out_dir / "run.json")
     if record is None:
@@ -164,8 +181,10 @@ def existing(out_dir: Path, config: dict, resume: bool) -> dict | None:
             f"{out_dir} already holds a run ({record.get('status')}); refusing to overwrite it: pass resume=true "
             "to continue that sweep, or choose a new hydra.sweep.dir"
         )
-    if not same:
-        return None  # a different run in this folder (config changed): redo
+    if not same:  # another sweep's run (another seed, a changed key): never replaced by this one
+        what = difference(record.get("config") or {}, config)
+        raise ConfigError(f"{out_dir} holds a {record.get('status')} run of another config ({what}); resume=true "
+                          "continues only the same runs: choose another hydra.sweep.dir (or delete that folder)")
     if record.get("status") not in runs.FINISHED:
         return None
     problem = consistent(out_dir, record)
@@ -190,8 +209,14 @@ class RunRecorder:
         device: str,
         threads: int,
         group: dict[str, Any] | None = None,
+        run_log: bool = False,
     ) -> None:
         self.out = Path(out_dir)
+        # run_log: this recorder writes the run's own run.log (the fused launcher; under Hydra's
+        # launchers Hydra's job logging writes it).
+        self.run_log = run_log
+        self._log_file: Any = None
+        self.started = False
         self.config = config
         self.status = runs.RUNNING
         self.extra: dict[str, Any] = {}
@@ -229,20 +254,61 @@ class RunRecorder:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise _cannot_write(self.out, err) from None
+        self.started = True
         _WRITTEN.add(self.out.resolve())
         for name in RESULT_FILES:  # an earlier attempt's results (resume redoes the run): not this run's
             (self.out / name).unlink(missing_ok=True)
+        self._clear_tracker()
+        if self.run_log:  # this attempt's log from its first line
+            self.close_log()
+            (self.out / "run.log").unlink(missing_ok=True)
         self._json()
         # metrics.csv, diagnostics.csv and the tracker appear with the first epoch's row: a run
         # stopped before training (no data, a bad module) leaves run.json saying why, nothing else.
+
+    def _clear_tracker(self) -> None:
+        """Drop an earlier attempt's tracker files (its scalars would show as this run's)."""
+        if self.tracker is not None:
+            self.tracker.discard()
+            self.tracker = None
+        from .tracking import clear
+
+        clear(self.out)
+
+    def log_line(self, line: str) -> None:
+        """Append one formatted line to this run's run.log (when this recorder writes it)."""
+        if not self.run_log or not self.started:
+            return
+        try:
+            if self._log_file is None:
+                self._log_file = (self.out / "run.log").open("a", encoding="utf-8")
+            self._log_file.write(line.rstrip("\n") + "\n")
+            self._log_file.flush()
+        except OSError as err:
+            log.warning("%s: %s", self.out / "run.log", err.strerror or err)
+            self.run_log = False
+
+    def note(self, message: str) -> None:
+        """A line about this run alone (its epochs) for its own run.log; nowhere else."""
+        if self.run_log:
+            stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+            self.log_line(f"[{stamp}][{__name__}][INFO] - {self.ident['activation']} seed {self.ident['seed']}: "
+                          f"{message}")  # fmt: skip
+
+    def close_log(self) -> None:
+        if self._log_file is not None:
+            with contextlib.suppress(OSError):
+                self._log_file.close()
+            self._log_file = None
 
     def restart(self, engine: str) -> None:
         """Start the folder afresh (another engine redoes this run from its first epoch)."""
         for csv_log in (self.metrics, self.diagnostics):
             if csv_log is not None:
                 csv_log.close()
+        self._clear_tracker()
         self.status, self.extra, self.finished = runs.RUNNING, {}, False
-        self.metrics = self.diagnostics = self.tracker = None
+        self.metrics = self.diagnostics = None
         self.record.pop("group", None)
         self.record.update(engine=engine, status=runs.RUNNING, epochs_completed=0,
                            started=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip

@@ -66,20 +66,29 @@ def without(config: Mapping[str, Any], key: str) -> dict[str, Any]:
     return out
 
 
-def _no_nulls(node: Any) -> Any:
+def canonical(node: Any) -> Any:
+    """``node`` with every number in one form: a float with an integer value becomes that int
+    (``0.0`` -> ``0``, ``1e3`` -> ``1000``), so that values equal as numbers are one value; other
+    floats keep every digit (``1e-3`` and ``1.0000001e-3`` stay two values). Booleans stay booleans,
+    lists and mappings are canonical throughout, and a key set to null counts as absent."""
     if isinstance(node, Mapping):
-        return {k: _no_nulls(v) for k, v in node.items() if v is not None}
+        return {k: canonical(v) for k, v in node.items() if v is not None}
+    if isinstance(node, (list, tuple)):
+        return [canonical(v) for v in node]
+    if isinstance(node, float) and math.isfinite(node) and node.is_integer():
+        return int(node)
     return node
 
 
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's resolved config minus the bookkeeping keys: what was trained, and nothing else.
-    A key set to null counts as absent, so a run recorded before an optional key existed (e.g.
-    data.val_samples) keeps its identity."""
+    """A run's resolved config minus the bookkeeping keys: what was trained, and nothing else, in
+    canonical form (:func:`canonical`: numbers compare by value, ``0`` is ``0.0``). A key set to
+    null counts as absent, so a run recorded before an optional key existed (e.g. data.val_samples)
+    keeps its identity."""
     out = {k: v for k, v in config.items() if k != "hydra"}
     for key in BOOKKEEPING_KEYS:
         out = without(out, key)
-    return _no_nulls(out)
+    return canonical(out)
 
 
 def run_id(config: Mapping[str, Any]) -> str:

@@ -8,11 +8,14 @@ project's default launcher (hydra/launcher=fused) the launcher trains whole grou
 from __future__ import annotations
 
 import _thread
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -58,6 +61,40 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+# ---------------------------------------------------------------- Ctrl-C that cannot be lost
+# A KeyboardInterrupt is raised by the SIGINT handler wherever the main thread happens to run Python
+# code, and C code that calls back into Python may swallow it: PyObject_HasAttr and friends clear
+# *any* exception, and so do extension modules' "is X importable?" probes. A Ctrl-C that lands there
+# (seen at start-up on a loaded machine, while torch and torchvision import) used to vanish and the
+# run trained on. So the handler also remembers the press, and a watcher raises it again every
+# INTERRUPT_REPEAT_SECONDS until actcompare's own code has caught it (interrupt_caught()).
+INTERRUPT_REPEAT_SECONDS = 0.5
+_PRESSED = threading.Event()  # SIGINT (or SIGTERM) received
+_CAUGHT = threading.Event()  # the KeyboardInterrupt reached code that records the run and exits
+
+
+def on_interrupt(signum: int, frame: Any) -> None:
+    """The SIGINT/SIGTERM handler of the command (installed by cli.guard): raise KeyboardInterrupt,
+    and keep raising it until it is caught where it is handled."""
+    if not _PRESSED.is_set():
+        _PRESSED.set()
+        threading.Thread(target=_insist, name="interrupt-watcher", daemon=True).start()
+    raise KeyboardInterrupt
+
+
+def interrupt_caught() -> None:
+    """Called where a KeyboardInterrupt is handled (the runs recorded, the process exiting)."""
+    _CAUGHT.set()
+
+
+def _insist() -> None:
+    while not _CAUGHT.wait(INTERRUPT_REPEAT_SECONDS):
+        if signal.getsignal(signal.SIGINT) is not on_interrupt:
+            return  # the process is exiting (SIGINT ignored) or someone else handles it now
+        log.debug("the interrupt was swallowed on its way up: raising it again")
+        _thread.interrupt_main()
+
+
 def _guard_worker() -> None:
     """In a launcher's worker process (joblib/loky, submitit): SIGTERM records the run as
     interrupted like Ctrl-C does, and the run stops when the sweep's process is gone (kill -9 of
@@ -86,6 +123,34 @@ def _guard_worker() -> None:
     threading.Thread(target=watch, name="sweep-watchdog", daemon=True).start()
 
 
+def _remove_if_bare(folder: Path) -> None:
+    """Remove a run folder that holds nothing of a run (only Hydra's .hydra/ and run.log): a run
+    refused before it trained leaves no folder behind."""
+    if not folder.is_dir() or (folder / "run.json").exists():
+        return
+    if all(p.name in (".hydra", "run.log") or p.suffix == ".log" for p in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # outputs/runs/<date>/ when it held only this run
+
+
+def _check_job(cfg: DictConfig, hc: Any) -> None:
+    """Under Hydra's own launchers (one job per call): what the fused launcher checks for a whole
+    batch before it trains, for this job: its folder lies inside the sweep folder, and its
+    activation name is not another activation config's in the same sweep."""
+    if hc.mode != RunMode.MULTIRUN:
+        return
+    from .experiment import RunSpec, shared_labels
+
+    sweep, out = Path(os.path.abspath(hc.sweep.dir)), Path(os.path.abspath(hc.runtime.output_dir))
+    if out == sweep or not out.is_relative_to(sweep):
+        raise UserError(f"this job would be recorded in {out}, outside the sweep folder {sweep}: a value that names a "
+                        f"folder may not hold '..' ({hc.sweep.subdir})")  # fmt: skip
+    problems = shared_labels([RunSpec(cfg, out, list(hc.overrides.task))], sweep)
+    if problems:
+        raise UserError(problems[0])
+
+
 def hydra_task(cfg: DictConfig) -> float:
     """Run one experiment in Hydra's output folder with the per-run engine; return its objective."""
     hc = HydraConfig.get()
@@ -95,6 +160,7 @@ def hydra_task(cfg: DictConfig) -> float:
         # pays for torchvision's imports.
         from .experiment import run_experiment
 
+        _check_job(cfg, hc)
         record = run_experiment(
             cfg,
             out_dir=hc.runtime.output_dir,
@@ -103,7 +169,9 @@ def hydra_task(cfg: DictConfig) -> float:
             threads=cfg.threads or threads_per_job(hc),
         )
     except UserError as err:
-        # SystemExit passes through Hydra's job runner: one line on stderr, exit code 2.
+        # SystemExit passes through Hydra's job runner: one line on stderr, exit code 2. Refused
+        # before it trained (bad config, no data): no folder is left behind.
+        _remove_if_bare(Path(hc.runtime.output_dir))
         raise SystemExit(f"error: {err}") from None
     except KeyboardInterrupt:
         if _ORPHANED.is_set():  # the run is recorded as interrupted; no sweep is left to report to

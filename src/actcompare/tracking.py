@@ -33,6 +33,16 @@ class Tracker(Protocol):
 
     def close(self, record: Mapping[str, Any]) -> None: ...
 
+    def discard(self) -> None:
+        """Close without a final record and remove what was written (an attempt that is redone)."""
+        ...
+
+
+def clear(run_dir: Path) -> None:
+    """Remove a run folder's tracker files (an earlier attempt's: resume, or a stacked group redone
+    one model at a time), so that only the attempt that records the run shows."""
+    shutil.rmtree(Path(run_dir) / SUBDIR, ignore_errors=True)
+
 
 def _number(value: Any) -> float | None:
     """A metrics value as a float, or None when it is empty (val_* without a validation split)."""
@@ -88,6 +98,12 @@ class TensorBoardTracker:
             if value is not None:
                 self.writer.add_scalar(column, value, global_step=step)
         self.writer.flush()  # a run killed later keeps the epochs it finished
+
+    def discard(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
+        shutil.rmtree(self.logdir, ignore_errors=True)
 
     def close(self, record: Mapping[str, Any]) -> None:
         if self.closed:

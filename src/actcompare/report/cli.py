@@ -14,21 +14,24 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="actcompare-report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("sweep_dirs", nargs="+", help="sweep (or run) folders written by run.py")
-    parser.add_argument("--out", help="where to write the report (default: the sweep folder when "
-                        "one is given, else outputs/reports/<date>/<time>)")  # fmt: skip
+    parser.add_argument("--out", help="where to write the report: a new or empty folder, or one holding an earlier "
+                        "report, which this one replaces (default: the sweep folder when one sweep folder is given, "
+                        "else outputs/reports/<date>/<time>)")  # fmt: skip
     parser.add_argument("--baseline", metavar="NAME", help="the activation every other one is compared with "
                         "(default: relu when present, else the sweep's first activation)")  # fmt: skip
     parser.add_argument("--all-pairs", action="store_true", help="compare every two activations at each "
                         "setting (Holm-corrected together) instead of each against the baseline")  # fmt: skip
     args = parser.parse_args(argv)
     out = args.out
-    if out is None and len(set(args.sweep_dirs)) > 1:
+    if out is None and (len(set(args.sweep_dirs)) > 1 or (Path(args.sweep_dirs[0]) / "run.json").is_file()):
+        # several folders, or a run folder (a report never writes into a run's own folder)
         out = f"outputs/reports/{datetime.now():%Y-%m-%d/%H-%M-%S}"
 
     from ..errors import UserError

@@ -7,6 +7,10 @@
   runs that failed or were interrupted, with the resume command.
 - if the sweep ends abnormally (a job raised, so Hydra skips on_multirun_end), the report is still
   built at exit, unless runs were interrupted (then resume=true finishes them and reports).
+- if the sweep was refused before anything trained (a bad value, a folder holding another sweep's
+  runs: :func:`refused`, called by the launcher and by the command's error handling), nothing more
+  is printed and the folders it made (the sweep folder, job folders holding only ``.hydra/``) are
+  removed: a refused sweep leaves nothing behind.
 For an app that is not actcompare the folder holds no run.json files and the report is skipped.
 """
 
@@ -29,6 +33,25 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".actcompare.lock"
+_REFUSED: list[bool] = []  # set by refused(): this process's sweep was refused before it trained
+
+
+def refused() -> None:
+    """The sweep is refused (its one-line error is on its way): no report, no summary, and the
+    folders it made are removed at exit."""
+    _REFUSED.append(True)
+
+
+def _bare(folder: Path) -> bool:
+    """A folder holding nothing of a run: only Hydra's .hydra/, an empty or log-only run.log, a lock."""
+    if not folder.is_dir():
+        return False
+    for entry in folder.rglob("*"):
+        rel = entry.relative_to(folder)
+        if rel.parts[0] in (".hydra", LOCK_NAME, "multirun.yaml") or entry.suffix == ".log" or entry.is_dir():
+            continue
+        return False
+    return not any(folder.rglob("run.json"))
 
 
 class SweepLock:
@@ -93,9 +116,11 @@ class SweepCallback(Callback):
         self.sweep_dir: Path | None = None
         self.lock: SweepLock | None = None
         self.ended = False
+        self.before: set[str] | None = None  # the sweep folder's entries before this sweep (None: it is new)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.before = {p.name for p in self.sweep_dir.iterdir()} if self.sweep_dir.is_dir() else None
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.lock = SweepLock(self.sweep_dir)
         self.lock.acquire()
@@ -106,12 +131,14 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self.ended = True
         try:
-            failed = self._report()
+            failed, problem = self._report(summary=True)
         finally:
             if self.lock is not None:
                 self.lock.release()
-        if failed:
-            raise SystemExit(self._unfinished_message(failed))
+        lines = [self._unfinished_message(failed)] if failed else []
+        lines += [f"error: no sweep report: {problem}"] if problem else []
+        if lines:
+            raise SystemExit("\n".join(lines))
 
     def _unfinished_message(self, failed: list[tuple[str, str]]) -> str:
         where = self.sweep_dir
@@ -119,24 +146,48 @@ class SweepCallback(Callback):
                 + "\n".join(f"  {run}: {error}" for run, error in failed)
                 + f"\nTo redo them: rerun the same command with hydra.sweep.dir={where} resume=true")  # fmt: skip
 
-    def _report(self) -> list[tuple[str, str]]:
+    def _report(self, summary: bool) -> tuple[list[tuple[str, str]], str | None]:
+        """Build the sweep's report: (runs that did not finish, why there is no report or None)."""
+        assert self.sweep_dir is not None
+        if not any(self.sweep_dir.rglob("run.json")):
+            return [], None  # not actcompare's runs (or none ran): nothing to report
         from actcompare.errors import UserError
         from actcompare.report import build_report, failed_runs
 
-        assert self.sweep_dir is not None
-        if not any(self.sweep_dir.rglob("run.json")):
-            return []  # not actcompare's runs (or none ran): nothing to report
+        problem = None
         try:
             paths = build_report([self.sweep_dir], missing_ok=True)
             if paths:
                 log.info("Sweep report: %s", paths["report"])
-                _print_summary(self.sweep_dir)
+                if summary:
+                    _print_summary(self.sweep_dir)
         except UserError as err:
-            log.error("no sweep report: %s", err)
-        return failed_runs([self.sweep_dir])
+            problem = str(err)
+        return failed_runs([self.sweep_dir]), problem
+
+    def _clean_up(self) -> None:
+        """After a refusal: remove what this sweep made that holds no run."""
+        assert self.sweep_dir is not None
+        import shutil
+
+        if self.lock is not None:
+            self.lock.release()
+        if not self.sweep_dir.is_dir():
+            return
+        for entry in self.sweep_dir.iterdir():
+            if self.before is not None and entry.name in self.before:
+                continue
+            if entry.name == "multirun.yaml" or (entry.is_dir() and _bare(entry)):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if self.before is None and not any(self.sweep_dir.iterdir()):
+            self.sweep_dir.rmdir()
 
     def _at_exit(self) -> None:
         if self.ended or self.sweep_dir is None:
+            return
+        if _REFUSED:  # the one-line error says it all; leave nothing behind
+            with contextlib.suppress(OSError):
+                self._clean_up()
             return
         try:
             statuses = []
@@ -144,8 +195,10 @@ class SweepCallback(Callback):
                 with contextlib.suppress(OSError, ValueError, AttributeError):
                     statuses.append(json.loads(path.read_text()).get("status"))
             if statuses and "interrupted" not in statuses and "running" not in statuses:
-                self._report()
-            else:  # name every run that did not finish (a killed worker leaves 'running') and how to redo it
+                failed, problem = self._report(summary=False)
+                if problem:
+                    print(f"error: no sweep report: {problem}", file=sys.stderr)
+            elif statuses:  # name every run that did not finish (a killed worker leaves 'running') and how to redo it
                 from actcompare.report import failed_runs
 
                 failed = failed_runs([self.sweep_dir])

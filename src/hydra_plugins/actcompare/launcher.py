@@ -1,7 +1,18 @@
 """The fused launcher: hydra/launcher=fused (actcompare's default). Hydra hands a launcher a whole
-batch of jobs; this one composes each job once, checks all of them before any trains, then trains
-the jobs that can share a program together (actcompare.experiment.run_group: stacked groups of
-activations x seeds x inits), each recorded in its own job folder exactly as under the basic launcher.
+batch of jobs; this one composes each job once, checks all of them before any trains or any folder
+is made, then trains the jobs that can share a program together (actcompare.experiment.run_group:
+stacked groups of activations x seeds x inits), each recorded in its own job folder exactly as under
+the basic launcher.
+
+Hydra's job contract, and the one compromise its API forces: Hydra's ``run_job`` runs one job from
+``on_job_start`` through the task to ``on_job_end``; jobs that train together cannot each be inside
+their own ``run_job`` while they train. So each job's ``run_job`` comes after its group has trained:
+``on_job_start``, a task that returns the job's recorded result, then ``on_job_end`` with the
+finished job (run.json, metrics.csv, model.pt on disk) and its real return value (the objective).
+Jobs are handed to ``run_job`` in their order; ``on_job_start`` is therefore called after training,
+not before. Each job's ``.hydra/`` is written just before it starts training, and its ``run.log``
+holds its own lines as it trains (its epochs, its group's progress, its end state), as under Hydra's
+own launchers.
 
     python run.py -m activation=relu,sigmoid,tanh,leaky_relu seed=0,1,2    # 12 models, one program
     python run.py -m hydra/launcher=basic ...                               # one model per job
@@ -14,6 +25,7 @@ does, so the launcher is correct for any app (tests run Hydra's LauncherTestSuit
 # where dataclasses cannot resolve string annotations.
 import copy
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,30 +57,63 @@ ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLau
 
 
 def is_actcompare(cfg: DictConfig) -> bool:
-    """Whether a composed job config is actcompare's (else: an app this launcher runs plainly)."""
-    return all(OmegaConf.select(cfg, key, default=None) is not None
-               for key in ("activation.module", "optimizer", "model", "data", "seed", "epochs"))  # fmt: skip
+    """Whether a composed job config is actcompare's (else: an app this launcher runs plainly). By
+    its keys, not their values: a job whose activation config is broken (no module) is still
+    actcompare's, checked with the others and named."""
+    return all(key in cfg for key in ("activation", "optimizer", "model", "data", "seed", "epochs"))
 
 
-def _prepare(cfg: DictConfig) -> Any:
-    """The 'task' run_job calls for a fused job: Hydra has made its folder and .hydra/; hand back
-    what the engine needs instead of training here."""
+def _job_folder(cfg: DictConfig) -> Path:
+    """The folder run_job would give this job (hydra.sweep.dir / hydra.sweep.subdir, absolute)."""
+    HydraConfig.instance().set_config(cfg)
+    return Path(os.path.abspath(os.path.join(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))))
+
+
+def _save_job_config(cfg: DictConfig, folder: Path) -> None:
+    """The job's .hydra/ (config.yaml, hydra.yaml, overrides.yaml), as Hydra's run_job writes it."""
+    cfg = copy.deepcopy(cfg)
+    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = str(folder)
+    if cfg.hydra.output_subdir is None:
+        return
+    out = folder / str(cfg.hydra.output_subdir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, node in (("config.yaml", _task_config(cfg)), ("hydra.yaml", OmegaConf.masked_copy(cfg, "hydra")),
+                       ("overrides.yaml", cfg.hydra.overrides.task)):  # fmt: skip
+        (out / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+
+
+def _spec(cfg: DictConfig, folder: Path) -> Any:
+    """What the engine needs for one job; its .hydra/ is written when it starts training."""
     from actcompare.experiment import RunSpec
 
-    hc = HydraConfig.get()
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {}
     return RunSpec(
-        cfg=cfg,
-        out_dir=Path(hc.runtime.output_dir),
-        overrides=list(hc.overrides.task),
-        choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")},
+        cfg=_task_config(cfg),
+        out_dir=folder,
+        overrides=[str(o) for o in cfg.hydra.overrides.task],
+        choices={str(k): str(v) for k, v in choices.items() if not str(k).startswith("hydra/") and v is not None},
+        prepare=lambda: _save_job_config(cfg, folder),
     )
+
+
+def refuse(message: str) -> SystemExit:
+    """A batch refused before anything trains: the sweep callback then leaves no folder behind and
+    prints nothing more (no report, no "Sweep finished")."""
+    from hydra_plugins.actcompare.callback import refused
+
+    refused()
+    return SystemExit(message)
 
 
 class FusedLauncher(Launcher):
     def __init__(self, engine: str = "stacked", max_models: int = 64) -> None:
         super().__init__()
         if engine not in ("stacked", "single"):
-            raise ValueError(f"hydra.launcher.engine={engine!r}: use stacked or single")
+            raise refuse(f"error: hydra.launcher.engine={engine!r} is not allowed: use stacked or single")
+        if not isinstance(max_models, int) or isinstance(max_models, bool) or max_models < 1:
+            raise refuse(f"error: hydra.launcher.max_models={max_models} is not allowed: use a number >= 1 "
+                         "(the most models trained together in one program)")  # fmt: skip
         self.engine, self.max_models = engine, int(max_models)
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
@@ -97,9 +142,9 @@ class FusedLauncher(Launcher):
         setup_globals()
         assert self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         configs = self._compose(job_overrides, initial_job_idx)
-        if not all(is_actcompare(c) for c in configs):
+        if not any(is_actcompare(c) for c in configs):
+            Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
             log.info(f"Launching {len(configs)} jobs locally, one at a time")
             rets = []
             for overrides, sweep_config in zip(job_overrides, configs, strict=True):
@@ -107,10 +152,7 @@ class FusedLauncher(Launcher):
                 rets.append(self._run_job(sweep_config, self.task_function))
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
             return rets
-        check_jobs(configs, job_overrides)
-        rets = [self._run_job(c, _prepare) for c in configs]
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        specs = [ret.return_value for ret in rets]
+        specs = check_jobs(configs, job_overrides)
 
         from actcompare.errors import UserError
         from actcompare.experiment import run_group
@@ -118,11 +160,18 @@ class FusedLauncher(Launcher):
 
         log.info("Launching %d jobs in this process (engine: %s)", len(specs), self.engine)
         try:
-            records = run_group(specs, engine=self.engine, max_models=self.max_models)
+            records = run_group(specs, engine=self.engine, max_models=self.max_models, run_logs=True)
         except UserError as err:
             raise SystemExit(f"error: {err}") from None
-        for ret, spec, record in zip(rets, specs, records, strict=True):
-            ret.return_value = job_result(record, str(spec.cfg.get("objective", "test_acc")))
+        finally:
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        # Hydra's job contract, once each job has trained: on_job_start, the task (returning the
+        # recorded result), on_job_end with the finished job and its real return value.
+        rets = []
+        for cfg, spec, record in zip(configs, specs, records, strict=True):
+            value = job_result(record, str(spec.cfg.get("objective", "test_acc")))
+            rets.append(self._run_job(cfg, lambda _cfg, value=value: value))
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return rets
 
 
@@ -134,31 +183,54 @@ def _task_config(cfg: DictConfig) -> DictConfig:
     return task
 
 
-def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> None:
-    """Every problem of every job before anything trains: one line per problem, naming its jobs.
-    Also refuses sweeps whose jobs would share a folder or that sweep `experiment`."""
+def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> list[Any]:
+    """Every problem of every job before anything trains or any folder is made: one line per
+    problem, naming its jobs; a refused batch raises SystemExit (see refuse). The problems: a config
+    that does not validate; sweeping `experiment`; a job folder outside the sweep folder (a value
+    with '..'); two jobs in one folder, or one run in two folders (0 and 0.0); an activation name
+    given to two different activation configs (here or in the sweep folder's runs); a folder that
+    already holds a run this batch may not touch (recorder.existing). Returns the jobs' RunSpecs."""
     from actcompare import runs
-    from actcompare.schema import validate
+    from actcompare.experiment import check_batch, shared_labels
 
     where: dict[str, list[str]] = defaultdict(list)
-    for cfg, overrides in zip(configs, job_overrides, strict=True):
-        for problem in validate(cfg):
-            where[problem].append(",".join(filter_overrides(overrides)) or "(no overrides)")
+    labels = [",".join(filter_overrides(o)) or "(no overrides)" for o in job_overrides]
     experiments = {str(OmegaConf.select(c, "hydra.runtime.choices.experiment", default=None)) for c in configs}
     if len(experiments) > 1:
         where["sweeping experiment= is not supported (each preset is a sweep of its own, with its own "
               "seeds and grid): run them one after another, e.g. for e in "
               f"{' '.join(sorted(experiments))}; do python run.py -m experiment=$e; done"] = []  # fmt: skip
-    folders: dict[str, tuple[str, str]] = {}
-    for cfg, overrides in zip(configs, job_overrides, strict=True):
-        HydraConfig.instance().set_config(cfg)
-        folder = str(Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir))
-        rid = runs.run_id(OmegaConf.to_container(_task_config(cfg), resolve=True))
-        label = " ".join(filter_overrides(overrides)) or "(no overrides)"
+    sweep = Path(os.path.abspath(str(configs[0].hydra.sweep.dir))) if configs else Path()
+    folders: dict[Path, tuple[str, str]] = {}
+    ids: dict[str, tuple[Path, str]] = {}
+    specs = []
+    for cfg, label in zip(configs, labels, strict=True):
+        folder = _job_folder(cfg)
+        if folder == sweep or not folder.is_relative_to(sweep) or ".." in Path(str(cfg.hydra.sweep.subdir)).parts:
+            bad = [o for o in filter_overrides(cfg.hydra.overrides.task) if ".." in o or "/" in o.partition("=")[2]]
+            where[f"the job '{label}' would be recorded in {folder}, outside the sweep folder {sweep}: a value that "
+                  f"names a folder may not hold '..' ({', '.join(bad) or cfg.hydra.sweep.subdir})"] = []  # fmt: skip
+            continue
+        try:
+            rid = runs.run_id(OmegaConf.to_container(_task_config(cfg), resolve=True))
+        except Exception:  # a config that does not resolve: validate() says why
+            rid = f"unresolved-{label}"
         if folder in folders and folders[folder][0] != rid:
             where[f"jobs '{folders[folder][1]}' and '{label}' would share the folder {folder} but are "
                   "different runs: sweep the differing key explicitly on the command line"] = []  # fmt: skip
+        elif rid in ids and ids[rid][0] != folder:
+            where[f"jobs '{ids[rid][1]}' and '{label}' are the same run (their values are equal as numbers, "
+                  "e.g. 0 and 0.0): give each value once"] = []  # fmt: skip
         folders.setdefault(folder, (rid, label))
+        ids.setdefault(rid, (folder, label))
+        specs.append(_spec(cfg, folder))
+    if not where:
+        by_job = {id(spec): label for spec, label in zip(specs, labels, strict=True)}
+        for problem, spec in check_batch(specs):
+            where[problem].append(by_job[id(spec)])
+    if not where:
+        for problem in shared_labels(specs, sweep):
+            where[problem] = []
     if where:
         total = len(configs)
         lines = [
@@ -166,4 +238,14 @@ def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[s
                 f" and {len(j) - 1} more)" if len(j) > 1 else ")"))
             for p, j in where.items()
         ]  # fmt: skip
-        raise SystemExit("\n".join(lines))
+        raise refuse("\n".join(_one_per_kind(lines)))
+    return specs
+
+
+def _one_per_kind(lines: list[str]) -> list[str]:
+    """Folders holding another sweep's runs: one line naming the first, and how many more."""
+    other = [line for line in lines if "run of another config" in line]
+    if len(other) <= 1:
+        return lines
+    rest = [line for line in lines if "run of another config" not in line]
+    return [*rest, f"{other[0]} (and {len(other) - 1} more job folder(s) like it)"]
