@@ -59,7 +59,7 @@ def run(root: Path, act: str, seed: int, final: float, epochs: int = 3, confusio
 
 def comparisons_of(sweep, baseline: str = "relu", verdicts: dict | None = None) -> pd.DataFrame:
     """Comparisons in the shape the statistics give them: each group against the baseline at its setting."""
-    runs = sweep.runs[sweep.runs["outcome"] == "counted"]
+    runs = sweep.runs[sweep.runs["outcome"].isin(["counted", "not_learning"])]  # never-learned groups listed too
     keys = sweep.setting_cols
     rows = []
     for group, g in runs.groupby("group", sort=False):

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from ..files import atomic_path
-from .load import COUNTED, Sweep
+from .load import COUNTED, NOT_LEARNING, NOT_LEARNING_ACC, Sweep
 
 VECTOR = "pdf"  # the vector copy saved beside every PNG
 # One colour per shipped activation (conf/activation/*.yaml), fixed across reports; others: hashed.
@@ -48,11 +48,6 @@ CURVES = (  # (column, y label, file, log scale)
     ("test_acc", "test accuracy (%)", "test_accuracy.png", False),
 )
 MAX_PANELS = 8  # a numeric key with more distinct values than this is searched, not a panel per value
-# A group whose mean final test accuracy is below this never learned (10 classes: chance is 0.1): it
-# is drawn apart and never sets a scale. Far below any MLP that learns MNIST at all (~0.85 after
-# one epoch on 3,000 images), far above a network stuck on one digit (0.1135).
-NOT_LEARNING_ACC = 0.2
-NOT_LEARNING = "not_learning"  # an outcome the loader may give such runs
 LEVEL = 0.95  # confidence level of every interval drawn (unadjusted; the verdicts are Holm-adjusted)
 
 
@@ -222,6 +217,11 @@ def _counted(sweep: Sweep) -> pd.DataFrame:
     return sweep.runs[sweep.runs["outcome"] == COUNTED]
 
 
+def _drawn(sweep: Sweep) -> pd.DataFrame:
+    """Counted runs and runs that never learned: both are drawn (the latter apart, never in a mean)."""
+    return sweep.runs[sweep.runs["outcome"].isin([COUNTED, NOT_LEARNING])]
+
+
 def seeds_text(runs: pd.DataFrame, by: str = "group") -> str:
     """"n = 3 seeds" (per group), "n = 2-3 seeds" when groups differ; over the rows given."""
     counts = runs.groupby(by)["seed"].nunique() if len(runs) else pd.Series(dtype=int)
@@ -320,7 +320,7 @@ def plot_curves(sweep: Sweep, metric: str, ylabel: str, path: Path, log: bool) -
         for act in acts:
             g = part[(part["activation"] == act) & np.isfinite(part[metric])]
             for group, gg in g.groupby("group", sort=False):
-                counted = gg[gg["outcome"] == COUNTED]
+                counted = gg[gg["outcome"].isin([COUNTED, NOT_LEARNING])]
                 if not len(counted):
                     continue
                 stat = counted.groupby("epoch")[metric].agg(["mean", "std", "count"])
@@ -441,7 +441,7 @@ def plot_vs_key(sweep: Sweep, summary: pd.DataFrame | None, key: str, path: Path
     in natural order; y zoomed to the groups that learned, a group that never learned marked ▼ at
     the bottom edge with its value. ``summary`` is not needed (kept for callers); the numbers come
     from ``sweep.runs``."""
-    runs = _counted(sweep).dropna(subset=["final_test_acc"]).copy()
+    runs = _drawn(sweep).dropna(subset=["final_test_acc"]).copy()
     if runs.empty:
         return []
     runs["acc"] = 100 * runs["final_test_acc"].astype(float)
@@ -569,6 +569,9 @@ def plot_forest(sweep: Sweep, comparisons: pd.DataFrame, margin: float, path: Pa
         hi = 100 * float(c["diff_ci_high"]) if pd.notna(c.get("diff_ci_high")) else math.nan
         n = int(c["n_pairs"]) if pd.notna(c.get("n_pairs")) else len(d)
         far = c["group"] in apart or c["baseline"] in apart
+        if far and not np.isfinite(diff):  # runs that never learned are not counted: their mean, written
+            mean = {**sweep.runs[sweep.runs["outcome"] == COUNTED].groupby("group")["final_test_acc"].mean(), **apart}
+            diff = 100 * (mean.get(c["group"], math.nan) - mean.get(c["baseline"], math.nan))
         rows.append({"group": c["group"], "baseline": c["baseline"], "d": d, "diff": diff, "lo": lo, "hi": hi,
                      "n": n, "far": far, "verdict": _verdict_text(c), "act": acts.get(c["group"], str(c["group"]))})
     near = [r for r in rows if not r["far"]]

@@ -1,4 +1,5 @@
-"""report.md: the tables and the sentences, built only from the summary's columns."""
+"""report.md: the setup, the verdicts, the tables and what the runs cannot show, built from the
+summary's columns and the setup facts (no statistics computed here)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import datetime
 
 import pandas as pd
 
-from .load import COUNTED, Sweep
-from .stats import ALPHA, NO_TEST, PAIRED, POWER
+from . import verdicts as V
+from .facts import Facts, binomial_se, more_seeds_command
+from .load import COUNTED, NOT_LEARNING, NOT_LEARNING_ACC, Sweep
+from .stats import natural_key
 
 
 def pts(v: float, signed: bool = False) -> str:
@@ -20,69 +23,126 @@ def pts(v: float, signed: bool = False) -> str:
 
 
 def pval(p: float) -> str:
-    return "–" if p is None or math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.2g}")
+    return "–" if p is None or (isinstance(p, float) and math.isnan(p)) else ("< 0.001" if p < 0.001 else f"{p:.2g}")
 
 
 def _act(summary: pd.DataFrame, group: str) -> str:
     return str(summary.loc[group, "activation"]) if group in summary.index else group
 
 
-def comparison_sentence(row: pd.Series, name: str, base: str) -> str:
-    """One comparison, from its columns (diff, diff_ci_low/high, test, n_pairs/n, p_adj, mdd)."""
-    if row["test"] == NO_TEST or pd.isna(row["test"]):
-        why = row.get("why") or "a single seed"
-        return (f"{name} vs {base}: {pts(row['diff'], True)} points from {why}; no test is possible "
-                "(sweep seed=0,1,2 for one).")  # fmt: skip
-    n = int(row["n_pairs"]) if row["test"] == PAIRED else f"{int(row['n'])} and {int(row['n_baseline'])}"
-    how = (f"paired t over {n} seeds" if row["test"] == PAIRED
-           else f"Welch t over {n} seeds ({row['why'] or 'unpaired'})")  # fmt: skip
-    head = (f"{name} − {base} = {pts(row['diff'], True)} points, 95 % CI [{pts(row['diff_ci_low'], True)}, "
-            f"{pts(row['diff_ci_high'], True)}], {how}, Holm-adjusted p = {pval(row['p_adj'])}")  # fmt: skip
-    if row["significant"]:
-        return head + f": {name} is {'better' if row['diff'] > 0 else 'worse'} than {base}."
-    if abs(row["diff"]) >= row["mdd"]:
-        return (head + f" (uncorrected p = {pval(row['p'])}): not significant once corrected for the number of "
-                "comparisons; run more seeds to resolve it.")  # fmt: skip
-    return (head + f": indistinguishable from {base} at ±{pts(row['mdd'])} points (the smallest difference "
-            f"one test at this seed count detects with {100 * POWER:.0f} % power); run more seeds to resolve less.")
+def _ci(row: pd.Series) -> str:
+    if pd.isna(row["diff_ci_low"]):
+        return "no CI (no spread)" if row["n_pairs"] >= 2 else "no CI"
+    return f"95 % CI [{pts(row['diff_ci_low'], True)}, {pts(row['diff_ci_high'], True)}]"
+
+
+def comparison_sentence(row: pd.Series, name: str, base: str, needed: int | None) -> str:
+    """One comparison: its verdict first, then the numbers it rests on."""
+    m = pts(row["margin"])
+    n = int(row["n_pairs"])
+    dropped = f"; seeds not on both sides, left out: {row['seeds_dropped']}" if row.get("seeds_dropped") else ""
+    if n < 2:
+        return (f"**undecided**: {name} − {base} = {pts(row['diff'], True)} points over {n} shared seed(s): "
+                f"{row['why'] or 'no test is possible'}{dropped}.")  # fmt: skip
+    nums = (f"{name} − {base} = {pts(row['diff'], True)} points ({_ci(row)}), paired over {n} seeds, Holm p = "
+            f"{pval(row['p_diff_holm'])} (difference), {pval(row['p_equiv_holm'])} (equivalence within ±{m})")
+    verdict = row["verdict"]
+    if verdict in (V.BETTER, V.WORSE):
+        inside = (" — by less than the ±" + m + "-point margin" if not pd.isna(row["diff_ci_high"])
+                  and -row["margin"] < row["diff_ci_low"] and row["diff_ci_high"] < row["margin"] else "")  # fmt: skip
+        text = f"**{verdict}**: {name} is {verdict} than {base}{inside}. {nums}"
+    elif verdict == V.EQUIVALENT:
+        text = f"**equivalent**: {name} and {base} are within ±{m} points. {nums}"
+    else:
+        more = f"; about {needed} paired seeds would settle it" if needed else ""
+        text = f"**undecided**: neither a difference nor equivalence within ±{m} is shown{more}. {nums}"
+    return text + dropped + "."
 
 
 def findings(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) -> list[str]:
-    """The sentences of a table: one per comparison, or one saying why there is none."""
+    """The verdict sentences of one family, one per comparison, or one saying why there is none."""
     s = summary.dropna(subset=["final_test_acc_mean"])
     if s.empty:
         return ["No run completed, so there is nothing to compare."]
     if comparisons.empty:
         return [f"Nothing to compare with the baseline **{baseline}** (it has no completed run at the settings "
                 "of the other groups)."]  # fmt: skip
-    if (comparisons["test"] == NO_TEST).all() and (comparisons["n"] <= 1).all():
-        return ["Every group has a single completed run (one seed), so no test is possible and no difference "
-                "below the seed-to-seed noise (typically 0.1–0.2 points here) can be claimed; sweep "
-                "seed=0,1,2 for a test."]  # fmt: skip
-    family = len(comparisons.dropna(subset=["p"]))
-    lines = [f"Each group against the baseline **{baseline}** at the same setting of the other keys "
-             f"(final test accuracy; {family} test(s) in the family, Holm-corrected, alpha {ALPHA}):"]  # fmt: skip
+    a = comparisons.attrs
+    needed = a.get("seeds_needed")
+    needed = int(needed) if isinstance(needed, (int, float)) and not math.isnan(needed) else None
+    needed = needed if needed is None or needed <= V.MAX_SEEDS_PLANNED else None
+    lines = [f"Each group against **{baseline}** at the same setting of the other keys, paired by seed (final test "
+             f"accuracy). {len(comparisons)} comparison(s), each with a difference test and an equivalence test "
+             f"(TOST, margin ±{pts(a.get('margin', math.nan))} points), all {2 * len(comparisons)} tests "
+             f"Holm-corrected together at alpha {V.ALPHA}. Any verdict other than undecided needs at least "
+             f"{a.get('min_pairs')} paired seeds here (below that even the same sign on every seed is within "
+             "chance for the exact sign-flip test at Holm's first threshold).", ""]  # fmt: skip
     rank = {g: i for i, g in enumerate(summary.index)}
     for _, row in comparisons.sort_values("group", key=lambda c: c.map(rank), kind="stable").iterrows():
         name, base = _act(summary, row["group"]), _act(summary, row["baseline"])
         setting = str(row["group"]).partition(", ")[2]
-        where = f" at {setting}" if setting and setting == str(row["baseline"]).partition(", ")[2] else ""
-        if not where and setting:
+        same = setting and setting == str(row["baseline"]).partition(", ")[2]
+        if setting and not same:
             name, base = row["group"], row["baseline"]
-        lines.append(f"- {where[4:] + ': ' if where else ''}" + comparison_sentence(row, name, base))
+        lines.append(f"- {setting + ': ' if same else ''}" + comparison_sentence(row, name, base, needed))
     return lines
 
 
-def table(summary: pd.DataFrame, group_cols: Sequence[str], selected_on: str) -> str:
+def settle(summary: pd.DataFrame, comparisons: pd.DataFrame, facts: Facts, group_cols: Sequence[str]) -> list[str]:
+    """What would settle the undecided comparisons: the pooled noise, the seeds, the command."""
+    a = comparisons.attrs
+    if comparisons.empty or not (comparisons["verdict"] == V.UNDECIDED).any():
+        return []
+    sd, needed = a.get("pooled_sd", math.nan), a.get("seeds_needed", math.nan)
+    have = int(comparisons["n_pairs"].max())
+    lines = ["## What would settle the undecided comparisons", ""]
+    if not (isinstance(sd, float) and math.isfinite(sd)):
+        n = max(a.get("min_pairs", 3), 3)
+        lines.append(f"No comparison has two paired seeds, so the seed-to-seed noise is unknown. Run a pilot of "
+                     f"{n} seeds first (or let the sweep plan its seeds: `seeds=auto`):")  # fmt: skip
+    elif needed > V.MAX_SEEDS_PLANNED:
+        lines.append(f"The paired differences vary by {pts(sd)} points (sd, pooled over the comparisons): deciding "
+                     f"±{pts(a['margin'])} points would take more than {V.MAX_SEEDS_PLANNED} seeds. Widen the "
+                     "margin (report.margin) or reduce the noise (more epochs, more training data).")  # fmt: skip
+        return [*lines, ""]
+    else:
+        n = int(needed)
+        lines.append(f"The paired differences vary by {pts(sd)} points (sd pooled over the comparisons, from the "
+                     f"variance only, not the observed differences). With {n} paired seeds every comparison of "
+                     f"this family has {100 * V.POWER:.0f} % power to call a true difference of ±{pts(a['margin'])} "
+                     f"points, and to call a true difference of 0 equivalent, at Holm's worst-case level "
+                     f"{V.ALPHA}/{2 * a['k']} (the runs have {have}). The runs already made are reused:")  # fmt: skip
+    values = {}
+    for k in group_cols:
+        u = pd.Series(summary[k].astype(str).unique())
+        values[k] = list(u[natural_key(u).sort_values(kind="stable").index])
+    lines += ["", "```", more_seeds_command(facts, n, values), "```", ""]
+    return lines
+
+
+def table(summary: pd.DataFrame, group_cols: Sequence[str], selected_on: str, tested: bool = True) -> str:
+    """The summary table: the comparison with the baseline leads, then the group's own figures."""
     out = pd.DataFrame(index=summary.index)
-    out["runs ok/div/fail/other"] = [f"{r.completed}/{r.diverged}/{r.failed}/{r.interrupted + r.excluded}"
-                                     for r in summary.itertuples()]  # fmt: skip
-    out["final test acc %"] = [pts(m) + ("" if pd.isna(s) else f" ± {100 * s:.2f}")
-                               for m, s in zip(summary["final_test_acc_mean"], summary["final_test_acc_std"],
-                                               strict=True)]  # fmt: skip
-    out["95 % CI"] = ["–" if pd.isna(lo) else f"[{pts(lo)}, {pts(hi)}]"
-                      for lo, hi in zip(summary["final_test_acc_ci95_low"], summary["final_test_acc_ci95_high"],
-                                        strict=True)]  # fmt: skip
+    own = summary["baseline"] == summary.index.to_series() if "baseline" in summary else None
+    if tested and "verdict" in summary:
+        out["vs baseline, points [95 % CI]"] = [
+            "baseline" if o else ("–" if pd.isna(d) else f"{pts(d, True)}" + (
+                "" if pd.isna(lo) else f" [{pts(lo, True)}, {pts(hi, True)}]"))
+            for o, d, lo, hi in zip(own, summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"], strict=True)
+        ]  # fmt: skip
+        out["verdict"] = ["" if o else (v if isinstance(v, str) else "undecided")
+                          for o, v in zip(own, summary["verdict"], strict=True)]  # fmt: skip
+        out["pairs"] = ["" if o or pd.isna(n) else str(int(n)) for o, n in zip(own, summary["n_pairs"], strict=True)]
+        if "p_best" in summary and summary["p_best"].notna().any():
+            out["P(best)"] = summary["p_best"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")
+    if "settings_tried" in summary:
+        out["settings tried"] = summary["settings_tried"]
+    out["runs ok/div/never learned/fail/other"] = [
+        f"{r.completed}/{r.diverged}/{getattr(r, 'not_learning', 0)}/{r.failed}/{r.interrupted + r.excluded}"
+        for r in summary.itertuples()]  # fmt: skip
+    out["final test acc % (mean ± sd)"] = [
+        pts(m) + ("" if pd.isna(s) else f" ± {100 * s:.2f}")
+        for m, s in zip(summary["final_test_acc_mean"], summary["final_test_acc_std"], strict=True)]  # fmt: skip
     if selected_on == "val":
         out["test acc at best-val epoch %"] = summary["selected_test_acc_mean"].map(pts)
     out[f"epochs to 97 % ({selected_on})"] = [
@@ -91,25 +151,47 @@ def table(summary: pd.DataFrame, group_cols: Sequence[str], selected_on: str) ->
     ]
     out["final train loss"] = summary["final_train_loss_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.4f}")
     out["final test loss"] = summary["final_test_loss_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.4f}")
-    out["s / epoch"] = summary["epoch_seconds_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")
-    if "diff" in summary:
-        own = summary["baseline"] == summary.index.to_series()
-        out["vs baseline, points [95 % CI]"] = [
-            "baseline" if o else ("–" if pd.isna(d) else f"{pts(d, True)} [{pts(lo, True)}, {pts(hi, True)}]"
-                                  if not pd.isna(lo) else f"{pts(d, True)}")
-            for o, d, lo, hi in zip(own, summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"], strict=True)
-        ]  # fmt: skip
-        out["test"] = ["" if o else (t if isinstance(t, str) else "–") for o, t in zip(own, summary["test"],
-                                                                                      strict=True)]  # fmt: skip
-        out["Holm p"] = ["" if o else pval(p) for o, p in zip(own, summary["p_adj"], strict=True)]
-        out["detectable ± points"] = ["" if o or pd.isna(m) else pts(m) for o, m in zip(own, summary["mdd"],
-                                                                                         strict=True)]  # fmt: skip
+    out["s / model-epoch"] = summary["epoch_seconds_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")
     out.index.name = " · ".join(group_cols) if len(group_cols) > 1 else "activation"
     return out.to_markdown()
 
 
+def limits(sweep: Sweep, summary: pd.DataFrame, facts: Facts) -> list[str]:
+    """The generated "what this does not show" section."""
+    runs = sweep.runs
+    swept = set(sweep.group_cols)
+    acc = summary["final_test_acc_mean"].dropna()
+    se = binomial_se(float(acc.median()), facts.test_images) if len(acc) else math.nan
+    seeds = runs.loc[runs["outcome"] == COUNTED].groupby("group")["seed"].nunique()
+    out = ["## What this does not show", "",
+           "- One dataset (MNIST) and one model family (an MLP): nothing here says how the activations rank on "
+           "other data or architectures."]  # fmt: skip
+    fixed = [k for k, label in (("optimizer.lr", "one learning rate"), ("model.hidden_sizes", "one width and depth"),
+                                ("epochs", "one training length")) if k not in swept]  # fmt: skip
+    if fixed:
+        out.append("- " + ", ".join(label for k, label in (("optimizer.lr", "One learning rate"),
+                                                           ("model.hidden_sizes", "one width and depth"),
+                                                           ("epochs", "one training length")) if k in fixed)
+                   + " (not swept): an activation that needs another setting is judged at this one.")  # fmt: skip
+    if math.isfinite(se):
+        out.append(f"- The test set has {facts.test_images:,} images: an accuracy near {pts(float(acc.median()))} % "
+                   f"carries ±{pts(se)} points of binomial error (1 sd) as an estimate of accuracy on new images. "
+                   "Paired comparisons on the same images are more precise than that, but only about these "
+                   "images.")  # fmt: skip
+    if len(seeds):
+        out.append(f"- {seeds.min()}–{seeds.max()} completed seed(s) per group: a rank or a mean from few seeds "
+                   "is not a finding; the verdicts above say what the seeds support.")  # fmt: skip
+    bad = int((runs["outcome"] == NOT_LEARNING).sum())
+    if bad:
+        out.append(f"- {bad} run(s) never learned (final test accuracy below {pts(NOT_LEARNING_ACC)} %): they are "
+                   "counted apart and left out of every mean and test; an activation that fails this way at this "
+                   "setting is a finding of its own.")  # fmt: skip
+    return [*out, ""]
+
+
 def render(sweep: Sweep, paths: Sequence[str], summary: pd.DataFrame, best: pd.DataFrame | None,
-           figures: Sequence[tuple[str, str]], all_pairs: bool = False) -> str:  # fmt: skip
+           figures: Sequence[tuple[str, str]], facts: Facts | None = None, all_pairs: bool = False) -> str:  # fmt: skip
+    facts = facts or Facts()
     runs = sweep.runs
     baseline = summary.attrs.get("baseline", "") if len(summary) else ""
     lines = [
@@ -117,13 +199,14 @@ def render(sweep: Sweep, paths: Sequence[str], summary: pd.DataFrame, best: pd.D
         "",
         f"Built {datetime.now().isoformat(timespec='seconds')} from {len(runs)} run(s) in "
         + ", ".join(f"`{p}`" for p in paths) + ".",
-        f"Groups differ in: {', '.join(sweep.group_cols)} (from the runs' resolved configs); seeds: "
-        f"{', '.join(map(str, sorted(runs['seed'].dropna().unique())))}.",
+        f"Groups differ in: {', '.join(sweep.group_cols)} (from the runs' resolved configs).",
         f"Code: git {', '.join(sorted({str(c)[:10] for c in runs['git_commit']}))}; "
-        f"torch {', '.join(sorted(set(map(str, runs['torch']))))}; "
-        f"device {', '.join(sorted(set(map(str, runs['device']))))}.",
+        f"torch {', '.join(sorted(set(map(str, runs['torch']))))}.",
         "",
     ]
+    if facts.lines:
+        lines += ["## Setup", "", "| what was trained | |", "|---|---|",
+                  *(f"| {k} | {v} |" for k, v in facts.lines), ""]  # fmt: skip
     notes = []
     if sweep.repeated_folders:
         notes.append(f"{sweep.repeated_folders} run folder(s) were given more than once and were read once.")
@@ -134,26 +217,25 @@ def render(sweep: Sweep, paths: Sequence[str], summary: pd.DataFrame, best: pd.D
         notes.append("Skipped (malformed files): " + "; ".join(f"`{p}`" for p in sweep.problems) + ".")
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    comparisons = summary.attrs.get("comparisons", pd.DataFrame()) if len(summary) else pd.DataFrame()
     if len(summary):
-        order = "the other swept keys, then final test accuracy" if sweep.setting_cols else "final test accuracy"
-        lines += [f"## Summary (sorted by {order}; baseline **{baseline}**)", "",
+        lines += ["## Verdicts", "", *findings(summary, comparisons, baseline), ""]
+        lines += settle(summary, comparisons, facts, sweep.group_cols)
+        lines += [f"## Summary (baseline **{baseline}**; by setting, then by verdict and difference)", "",
                   table(summary, sweep.group_cols, sweep.selected_on), "",
-                  *findings(summary, summary.attrs.get("comparisons", pd.DataFrame()), baseline), ""]  # fmt: skip
-        lines += [_selection_note(sweep), ""]
+                  "Differences are paired by seed; their 95 % CIs are per comparison (unadjusted), the verdicts "
+                  "Holm-adjusted. P(best): the share of bootstrap resamples of the shared seeds in which the group "
+                  "has the highest mean at its setting. s / model-epoch: the median over epochs 2 and later "
+                  "(epoch 1 holds warm-up); a stacked group's epoch time is divided by its models, so it is a share "
+                  "of a group's time, not a per-activation cost.", "",
+                  _selection_note(sweep), ""]  # fmt: skip
         if best is not None:
-            chosen = best.attrs.get("chosen_on", "test")
-            lines += ["## Each activation at its best setting", "",
-                      f"Every activation with the value of {', '.join(sweep.setting_cols)} that suits it best, "
-                      + ("chosen on validation accuracy; the test accuracy is of the chosen setting."
-                         if chosen == "validation" else
-                         "**chosen on test accuracy** (no validation split: optimistic for every activation; "
-                         "set data.val_samples to select on validation)."), "",
-                      table(best, sweep.group_cols, sweep.selected_on), "",
-                      *findings(best, best.attrs["comparisons"], best.attrs["baseline"]), ""]  # fmt: skip
+            lines += _best_section(sweep, best)
+        lines += limits(sweep, summary, facts)
     bad = runs[runs["outcome"] != COUNTED]
     if len(bad):
         lines += ["## Runs not in the statistics", ""]
-        for r in bad.itertuples():
+        for r in bad.sort_values("run", key=natural_key).itertuples():
             text = f"- `{r.run}`: **{r.outcome}**"
             if r.outcome == "diverged" and pd.notna(r.diverged_epoch):
                 text += f" in epoch {int(r.diverged_epoch)}"
@@ -167,15 +249,36 @@ def render(sweep: Sweep, paths: Sequence[str], summary: pd.DataFrame, best: pd.D
         lines += [f"## {title}", "", f"![{title}]({file}) ([PDF]({file.rsplit('.', 1)[0]}.pdf))", ""]
     lines += ["## Files", "",
               "- `results.csv`: every run's epoch rows (tidy); `runs.csv`: one row per run, with its `outcome`;",
-              "  `summary.csv`: one row per group, with the comparison against the baseline (`diff`, `diff_ci_low`,",
-              "  `diff_ci_high`, `p`, `p_adj`, `test`, `n_pairs`, `mdd`); `comparisons.csv`: every comparison made;",
-              "  `diagnostics.csv`: per-layer diagnostics; every figure also as PDF.", ""]  # fmt: skip
+              "  `summary.csv`: one row per group, with its comparison against the baseline (`verdict`, `diff`,",
+              "  `diff_ci_low`, `diff_ci_high`, `n_pairs`, `p_diff_holm`, `p_equiv_holm`, `p_best`); `comparisons.csv`:",
+              "  every comparison made; `diagnostics.csv`: per-layer diagnostics; every figure also as PDF.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _best_section(sweep: Sweep, best: pd.DataFrame) -> list[str]:
+    chosen = best.attrs.get("chosen_on", "test")
+    why_no_test = best.attrs.get("why_no_test", "")
+    keys = ", ".join(sweep.setting_cols)
+    lead = (f"Every activation at the value of {keys} that suits it best, chosen on mean final validation accuracy "
+            f"from the settings it was run at (`settings tried`); the test accuracy is of the chosen setting, so "
+            "the activations are compared across settings, each at its own best.")  # fmt: skip
+    if chosen != "validation":
+        lead = (f"Every activation at the value of {keys} with its highest mean **test** accuracy: chosen on the "
+                "test set, so every figure here is optimistic.")  # fmt: skip
+    out = ["## Each activation at its best setting", "", lead, ""]
+    out += [table(best, sweep.group_cols, sweep.selected_on, tested=not why_no_test), ""]
+    if why_no_test:
+        out += [f"No verdicts here: {why_no_test}.", ""]
+    else:
+        out += [*findings(best, best.attrs["comparisons"], best.attrs["baseline"]), ""]
+    return out
 
 
 def _selection_note(sweep: Sweep) -> str:
     if sweep.selected_on == "val":
         return ("Model selection (best epoch, epochs to 97 %) uses the validation split carved from the training "
-                "set; the test set only reports the selected model.")  # fmt: skip
+                "set; the test set only reports the selected model. The verdicts use the final epoch, fixed in "
+                "advance.")  # fmt: skip
     return ("No validation split (data.val_samples unset): *epochs to 97 %* is read off the test curve, so it is a "
-            "speed figure, not a model selection; the comparison uses the final epoch, chosen in advance.")  # fmt: skip
+            "speed figure, not a model selection; the verdicts use the final epoch, fixed in advance, never an "
+            "epoch picked on test.")  # fmt: skip

@@ -1,20 +1,17 @@
 """Statistics of a sweep: pure functions over DataFrames (no plotting, no files).
 
-The design: runs that share a seed share their initial weights (same shapes) and their batch
-order, across activations. So two groups run on the same seeds are compared *paired by seed*
-(``scipy.stats.ttest_rel`` on the per-seed differences); otherwise, or when the seeds differ,
-by Welch's unpaired t-test. Every group is compared with a *declared* baseline activation at the
-same setting of the other swept keys (or every pair, on request), never with a winner picked
-from the data, and the p-values of all comparisons made are corrected together with Holm's
-method (statsmodels). Each comparison also gives its mean difference with a 95 % CI and the
-minimum detectable difference: the smallest true difference the design would find with 80 %
-power at alpha 0.05 (per comparison) given its seed count and observed spread.
+Runs that share a seed share their initial weights (same shapes) and their batch order across
+activations, so every comparison is *paired by seed* on the seeds both groups completed (the
+others are listed, never compared with a mean). Each group is compared with a *declared* baseline
+activation at the same setting of the other swept keys (or every pair at a setting, on request),
+never with a winner picked from the data. The decision rule (better / worse / equivalent within a
+declared margin / undecided), the multiplicity correction and the seeds that would settle a
+comparison live in :mod:`.verdicts`; this module gathers the numbers per group and comparison.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,15 +19,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .load import COUNTED, Sweep
+from . import verdicts as V
+from .load import COUNTED, EXCLUDED, NOT_LEARNING, Sweep
 
-ALPHA = 0.05  # significance level, after the Holm correction
-POWER = 0.80  # for the minimum detectable difference
-PAIRED = "paired t"
-WELCH = "Welch t"
-NO_TEST = "none"
-COMPARISON_COLUMNS = ["group", "baseline", "diff", "diff_ci_low", "diff_ci_high", "p", "p_adj", "test", "n_pairs",
-                      "n", "n_baseline", "mdd", "significant", "why"]  # fmt: skip
+COMPARISON_COLUMNS = ["group", "baseline", "verdict", "diff", "diff_ci_low", "diff_ci_high", "sd_diff", "n_pairs",
+                      "seeds_dropped", "p_diff", "p_equiv", "p_diff_holm", "p_equiv_holm", "margin", "why"]  # fmt: skip
+VERDICT_ORDER = {V.BETTER: 0, V.EQUIVALENT: 1, V.UNDECIDED: 2, V.WORSE: 3}
+BOOTSTRAPS = 2000  # resamples of the shared seeds for each group's probability of being best
 
 
 def ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
@@ -43,88 +38,55 @@ def ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     return (max(v.mean() - half, 0.0), min(v.mean() + half, 1.0))
 
 
-def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm-adjusted p-values (statsmodels ``multipletests``); NaN entries stay NaN and do not count."""
-    from statsmodels.stats.multitest import multipletests
+def compare(a: Mapping[Any, float], b: Mapping[Any, float], margin: float) -> dict[str, Any]:
+    """Group ``a`` against group ``b``, each {seed: value}, paired on the seeds both have.
 
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], alpha=ALPHA, method="holm")[1]
-    return out
-
-
-def mdd_paired(n: int, sd_diff: float, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Smallest mean difference a two-sided paired t-test over ``n`` pairs detects with ``power``."""
-    from statsmodels.stats.power import TTestPower
-
-    if n < 2 or not math.isfinite(sd_diff):
-        return math.nan
-    d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided")
-    return float(d) * sd_diff
-
-
-def mdd_welch(n_a: int, n_b: int, sd_a: float, sd_b: float, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Smallest difference of means a two-sided two-sample t-test detects with ``power`` (pooled sd)."""
-    from statsmodels.stats.power import TTestIndPower
-
-    if n_a < 2 or n_b < 2:
-        return math.nan
-    pooled = math.sqrt(((n_a - 1) * sd_a**2 + (n_b - 1) * sd_b**2) / (n_a + n_b - 2))
-    d = TTestIndPower().solve_power(effect_size=None, nobs1=n_a, ratio=n_b / n_a, alpha=alpha, power=power,
-                                    alternative="two-sided")  # fmt: skip
-    return float(d) * pooled
-
-
-def compare(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[str, Any]:
-    """Group ``a`` against group ``b``, each {seed: value}: diff = mean(a) - mean(b).
-
-    Paired by seed when both have the same seeds (at least two); else Welch's t-test (at least two
-    runs each); else no test. Returns diff, its 95 % CI, p, test, n_pairs, n, n_baseline, mdd, why.
+    Returns the columns of COMPARISON_COLUMNS except group, baseline, verdict and the Holm p's
+    (those need the whole family): diff (mean paired difference a - b), its 95 % CI, sd_diff,
+    n_pairs, seeds_dropped, p_diff, p_equiv, margin and why (why no test, when there is none).
     """
-    va, vb = np.array(list(a.values()), float), np.array(list(b.values()), float)
-    out: dict[str, Any] = {"diff": va.mean() - vb.mean() if len(va) and len(vb) else math.nan,
-                           "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p": math.nan, "test": NO_TEST,
-                           "n_pairs": 0, "n": len(va), "n_baseline": len(vb), "mdd": math.nan, "why": ""}  # fmt: skip
-    if not len(va) or not len(vb):
+    seeds, d, only_a, only_b = V.paired_diffs(a, b)
+    dropped = "; ".join(f"{side}: {' '.join(map(str, s))}" for side, s in (("group", only_a), ("baseline", only_b))
+                        if s)  # fmt: skip
+    out: dict[str, Any] = {"diff": d.mean() if len(d) else math.nan, "diff_ci_low": math.nan,
+                           "diff_ci_high": math.nan, "sd_diff": math.nan, "n_pairs": len(d),
+                           "seeds_dropped": dropped, "p_diff": math.nan, "p_equiv": math.nan, "margin": margin,
+                           "why": ""}  # fmt: skip
+    if not a or not b:
         out["why"] = "no completed run on one side"
-        return out
-    if set(a) == set(b) and len(a) >= 2:
-        seeds = sorted(a)
-        d = np.array([a[s] - b[s] for s in seeds], float)
-        n, sd = len(d), d.std(ddof=1)
-        half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-        if sd > 0:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
-        else:  # every seed gives the same difference: exact
-            p = 1.0 if d.mean() == 0 else 0.0
-        out.update(diff=d.mean(), diff_ci_low=d.mean() - half, diff_ci_high=d.mean() + half, p=p, test=PAIRED,
-                   n_pairs=n, mdd=mdd_paired(n, sd))  # fmt: skip
-        return out
-    if len(va) < 2 or len(vb) < 2:
-        out["why"] = "a single seed" + ("" if len(va) == len(vb) == 1 else " on one side")
-        return out
-    sa, sb = va.std(ddof=1), vb.std(ddof=1)
-    se2a, se2b = sa**2 / len(va), sb**2 / len(vb)
-    se = math.sqrt(se2a + se2b)
-    if se > 0:
-        df = (se2a + se2b) ** 2 / (se2a**2 / (len(va) - 1) + se2b**2 / (len(vb) - 1))  # Welch-Satterthwaite
-        half = stats.t.ppf(0.975, df) * se
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p = float(stats.ttest_ind(va, vb, equal_var=False).pvalue)
+    elif len(d) == 0:
+        out["why"] = "no seed completed on both sides"
+    elif len(d) == 1:
+        out["why"] = "one shared seed: no test is possible"
     else:
-        half, p = 0.0, (1.0 if out["diff"] == 0 else 0.0)
-    out.update(diff_ci_low=out["diff"] - half, diff_ci_high=out["diff"] + half, p=p, test=WELCH,
-               mdd=mdd_welch(len(va), len(vb), sa, sb),
-               why="the seeds differ" if set(a) != set(b) else "")  # fmt: skip
+        t = V.paired_tests(d, margin)
+        out.update(diff=float(t["diff"]), diff_ci_low=float(t["ci_low"]), diff_ci_high=float(t["ci_high"]),
+                   sd_diff=float(t["sd"]), p_diff=float(t["p_diff"]), p_equiv=float(t["p_equiv"]))  # fmt: skip
+        if not t["sd"] > V.NO_SPREAD:
+            out["why"] = f"every shared seed gives the same difference: the p is the sign-flip test's over {len(d)}"
     return out
 
 
-# ---------------------------------------------------------------- the sweep
+def family(rows: list[dict[str, Any]], margin: float) -> pd.DataFrame:
+    """One family of comparisons -> its table with verdicts (Holm over all of it) and, in attrs, what
+    settles it: k, min_pairs, pooled_sd (of paired differences), seeds_needed, margin."""
+    comp = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("verdict", "p_diff_holm",
+                                                                                  "p_equiv_holm")])  # fmt: skip
+    verdicts, adj_diff, adj_equiv = V.decide(comp["diff"], comp["p_diff"], comp["p_equiv"]) if len(comp) else ([], [], [])
+    comp["verdict"], comp["p_diff_holm"], comp["p_equiv_holm"] = verdicts, adj_diff, adj_equiv
+    k = int(comp["p_diff"].notna().sum()) or len(comp)
+    sd = V.pooled_sd(comp["sd_diff"], comp["n_pairs"])
+    comp = comp[COMPARISON_COLUMNS]
+    comp.attrs.update(k=k, min_pairs=V.min_pairs(k), pooled_sd=sd, margin=margin,
+                      seeds_needed=V.seeds_needed(sd, margin, k) if len(comp) else math.nan)  # fmt: skip
+    return comp
+
+
+def finals(sweep: Sweep, group: str, column: str = "final_test_acc") -> dict[Any, float]:
+    """{seed: value} over the counted runs of ``group``."""
+    r = sweep.runs[(sweep.runs["group"] == group) & (sweep.runs["outcome"] == COUNTED)]
+    r = r.dropna(subset=[column])
+    return dict(zip(r["seed"], r[column].astype(float), strict=True))
 
 
 def choose_baseline(sweep: Sweep, name: str | None = None) -> str:
@@ -140,21 +102,14 @@ def choose_baseline(sweep: Sweep, name: str | None = None) -> str:
     return "relu" if "relu" in acts else acts[0]
 
 
-def finals(sweep: Sweep, group: str, column: str = "final_test_acc") -> dict[Any, float]:
-    """{seed: value} over the counted runs of ``group``."""
-    r = sweep.runs[(sweep.runs["group"] == group) & (sweep.runs["outcome"] == COUNTED)]
-    r = r.dropna(subset=[column])
-    return dict(zip(r["seed"], r[column].astype(float), strict=True))
-
-
 def _setting(sweep: Sweep, group: str) -> tuple:
     row = sweep.runs[sweep.runs["group"] == group].iloc[0]
     return tuple(row[k] for k in sweep.setting_cols)
 
 
-def compare_groups(sweep: Sweep, groups: Sequence[str], baseline: str, all_pairs: bool = False,
+def compare_groups(sweep: Sweep, groups: Sequence[str], baseline: str, margin: float, all_pairs: bool = False,
                    column: str = "final_test_acc") -> pd.DataFrame:  # fmt: skip
-    """One row per comparison among ``groups`` (one family for the Holm correction).
+    """One row per comparison among ``groups`` (one family: one Holm correction, one seed plan).
 
     Each group is compared with the group of the ``baseline`` activation at the same setting of the
     other swept keys; with ``all_pairs`` every two groups at the same setting are compared.
@@ -171,22 +126,49 @@ def compare_groups(sweep: Sweep, groups: Sequence[str], baseline: str, all_pairs
             pairs += [(ordered[j], ordered[i]) for i in range(len(ordered)) for j in range(i + 1, len(ordered))]
         elif base:
             pairs += [(g, base[0]) for g in members if g != base[0]]
-    rows = [{"group": g, "baseline": b, **compare(finals(sweep, g, column), finals(sweep, b, column))}
+    rows = [{"group": g, "baseline": b, **compare(finals(sweep, g, column), finals(sweep, b, column), margin)}
             for g, b in pairs]  # fmt: skip
-    out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_adj", "significant")])
-    out["p_adj"] = holm(out["p"]) if len(out) else []
-    out["significant"] = [None if math.isnan(p) else bool(p < ALPHA) for p in out["p_adj"]]
-    return out[COMPARISON_COLUMNS]
+    return family(rows, margin)
 
 
-def summarize(sweep: Sweep, baseline: str | None = None, all_pairs: bool = False) -> pd.DataFrame:
-    """One row per group: run counts, final test accuracy mean/std/95 % CI, selection-based
-    figures, losses, speed, and the comparison with the baseline (diff, CI, p, p_adj, test, mdd).
+def prob_best(sweep: Sweep, groups: Sequence[str], column: str = "final_test_acc", seed: int = 0) -> dict[str, float]:
+    """Each group's probability of having the highest mean, by a bootstrap over the seeds all of
+    ``groups`` completed (the seeds resampled together, so the pairing is kept); NaN for every group
+    when fewer than 2 seeds are shared."""
+    vals = {g: finals(sweep, g, column) for g in groups}
+    shared = sorted(set.intersection(*(set(v) for v in vals.values()))) if vals else []
+    if len(shared) < 2 or len(groups) < 2:
+        return {g: math.nan for g in groups}
+    x = np.array([[vals[g][s] for s in shared] for g in groups])  # (groups, seeds)
+    idx = np.random.default_rng(seed).integers(0, len(shared), (BOOTSTRAPS, len(shared)))
+    means = x[:, idx].mean(axis=2)  # (groups, resamples)
+    wins = np.bincount(means.argmax(axis=0), minlength=len(groups)) / BOOTSTRAPS
+    return dict(zip(groups, wins.tolist(), strict=True))
 
-    Sorted by the other swept keys, then by final test accuracy (best first). The table of every
-    comparison made (one family) is in ``summary.attrs["comparisons"]``.
+
+def _timing(results: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
+    """Per run: median seconds per epoch over epochs 2+ (epoch 1 holds warm-up: data to the device,
+    kernels, graph capture). Stacked runs record the group's epoch time divided by its models."""
+    if "epoch_seconds" not in results or results.empty:
+        return pd.Series(math.nan, index=runs["run"])
+    later = results[results["epoch"] > 1]
+    first = results[results["epoch"] == 1]
+    t = later.groupby("run")["epoch_seconds"].median()
+    return t.combine_first(first.groupby("run")["epoch_seconds"].median())
+
+
+def summarize(sweep: Sweep, baseline: str | None = None, all_pairs: bool = False,
+              margin: float = V.DEFAULT_MARGIN) -> pd.DataFrame:  # fmt: skip
+    """One row per group: run counts, final test accuracy mean/std/95 % CI, selection-based figures,
+    losses, speed, the comparison with the baseline (verdict, diff, CI, p's) and the probability of
+    being best at its setting.
+
+    Sorted by the other swept keys, then baseline first, then by verdict (better, equivalent,
+    undecided, worse) and difference: by evidence, not by a noisy mean. The family of every
+    comparison made is in ``summary.attrs["comparisons"]`` (its attrs say what would settle it).
     """
     runs = sweep.runs
+    seconds = _timing(sweep.results, runs)
     rows = []
     for group, g in runs.groupby("group", sort=False):
         done = g[g["outcome"] == COUNTED]
@@ -195,54 +177,70 @@ def summarize(sweep: Sweep, baseline: str | None = None, all_pairs: bool = False
         row: dict[str, Any] = {"group": group, **{k: g[k].iloc[0] for k in sweep.group_cols}}
         row.update(
             runs=len(g), completed=len(done), diverged=int((g["outcome"] == "diverged").sum()),
+            not_learning=int((g["outcome"] == NOT_LEARNING).sum()),
             failed=int((g["outcome"] == "failed").sum()),
             interrupted=int(g["outcome"].isin(["interrupted", "running"]).sum()),
-            excluded=int((g["outcome"] == "excluded").sum()),
+            excluded=int((g["outcome"] == EXCLUDED).sum()),
             seeds=" ".join(map(str, sorted(done["seed"].tolist()))),
         )  # fmt: skip
         lo, hi = ci95(final)
         row.update(final_test_acc_mean=final.mean() if len(final) else math.nan,
                    final_test_acc_std=final.std(ddof=1) if len(final) > 1 else math.nan,
                    final_test_acc_ci95_low=lo, final_test_acc_ci95_high=hi,
-                   selected_test_acc_mean=selected.mean() if len(selected) else math.nan,
+                   # without a validation split the "selected" epoch was picked on test: not reported
+                   selected_test_acc_mean=selected.mean() if len(selected) and sweep.selected_on == "val"
+                   else math.nan,
                    selected_on=sweep.selected_on)  # fmt: skip
-        for col in ("final_val_acc", "best_epoch", "final_train_loss", "final_test_loss", "epoch_seconds"):
+        for col in ("final_val_acc", "best_epoch", "final_train_loss", "final_test_loss"):
             row[f"{col}_mean"] = done[col].mean() if len(done) else math.nan
+        row["epoch_seconds_mean"] = seconds.reindex(done["run"]).mean() if len(done) else math.nan
         reached = done["epochs_to_97"].dropna()
         row["epochs_to_97_mean"] = reached.mean() if len(reached) else math.nan
         row["reached_97"] = f"{len(reached)}/{len(done)}"
         rows.append(row)
     summary = pd.DataFrame(rows).set_index("group")
     base = choose_baseline(sweep, baseline)
-    comparisons = compare_groups(sweep, list(summary.index), base, all_pairs)
-    vs = comparisons[comparisons["baseline"].map(summary["activation"]) == base].drop_duplicates("group")
-    vs = vs.set_index("group").drop(columns=["why"]).rename(columns={"n": "n_runs"})
-    summary = summary.join(vs.drop(columns=["n_baseline"]))
-    summary["baseline"] = [b if isinstance(b, str) else (g if summary.loc[g, "activation"] == base else "")
+    comparisons = compare_groups(sweep, list(summary.index), base, margin, all_pairs)
+    acts = summary["activation"]
+    vs = comparisons[comparisons["baseline"].map(acts) == base].drop_duplicates("group").set_index("group")
+    summary = summary.join(vs.drop(columns=["why"]))
+    summary["baseline"] = [b if isinstance(b, str) else (g if acts[g] == base else "")
                            for g, b in summary["baseline"].items()]  # fmt: skip
+    summary["p_best"] = math.nan
+    for _, members in summary.groupby([*sweep.setting_cols] or (lambda _: 0), sort=False):
+        for g, p in prob_best(sweep, list(members.index)).items():
+            summary.loc[g, "p_best"] = p
     summary = _sort(summary, sweep.setting_cols)
-    summary.attrs["comparisons"] = comparisons
-    summary.attrs["baseline"] = base
+    summary.attrs.update(comparisons=comparisons, baseline=base, margin=margin)
     return summary
 
 
-def _sort(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    def natural(col: pd.Series) -> pd.Series:
-        num = pd.to_numeric(col, errors="coerce")
-        return num if num.notna().all() else col.astype(str)
+def natural_key(col: pd.Series) -> pd.Series:
+    """Numbers by value, else text: "2" before "16"."""
+    num = pd.to_numeric(col, errors="coerce")
+    return num if num.notna().all() else col.astype(str)
 
-    tmp = summary.assign(**{f"__{k}": natural(summary[k]) for k in keys}, __acc=summary["final_test_acc_mean"])
-    tmp = tmp.sort_values([*(f"__{k}" for k in keys), "__acc"], ascending=[*([True] * len(keys)), False],
-                          na_position="last", kind="stable")  # fmt: skip
+
+def _sort(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    own = summary["baseline"] == summary.index.to_series()
+    tmp = summary.assign(**{f"__{k}": natural_key(summary[k]) for k in keys}, __own=~own,
+                         __verdict=summary.get("verdict", pd.Series(index=summary.index, dtype=object))
+                         .map(VERDICT_ORDER).fillna(len(VERDICT_ORDER)),
+                         __diff=-summary.get("diff", pd.Series(0.0, index=summary.index)).fillna(-np.inf))  # fmt: skip
+    tmp = tmp.sort_values([*(f"__{k}" for k in keys), "__own", "__verdict", "__diff"], kind="stable",
+                          na_position="last")  # fmt: skip
     return summary.loc[tmp.index]
 
 
-def best_settings(sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs: bool = False) -> pd.DataFrame | None:
+def best_settings(sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs: bool = False,
+                  margin: float = V.DEFAULT_MARGIN) -> pd.DataFrame | None:  # fmt: skip
     """Each activation at its best setting of the other swept keys (e.g. its best lr), or None.
 
-    The setting is chosen on mean final validation accuracy when the runs recorded one, else on
-    mean final test accuracy (then the reported accuracy is optimistic). The chosen groups are
-    compared with the baseline activation's chosen group, as their own Holm family.
+    The setting is chosen on mean final validation accuracy when the runs recorded one; then the
+    chosen groups are compared with the baseline's chosen group (paired, one family of their own)
+    and get verdicts, provided every activation had the same number of settings to choose from
+    (equal budgets). Chosen on the test set (no validation split) or at unequal budgets, the table
+    is descriptive: no p, no verdict, and ``attrs["why_no_test"]`` says why.
     """
     if not sweep.setting_cols:
         return None
@@ -251,25 +249,34 @@ def best_settings(sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs:
     if ok.empty:
         return None
     picks = ok.groupby("activation")[key].idxmax()
-    best = summary.loc[picks.to_numpy()].drop(columns=[c for c in COMPARISON_COLUMNS if c in summary] + ["n_runs"],
+    budgets = ok.groupby("activation").size()
+    best = summary.loc[picks.to_numpy()].drop(columns=[c for c in COMPARISON_COLUMNS if c in summary] + ["p_best"],
                                               errors="ignore")  # fmt: skip
+    best["settings_tried"] = best["activation"].map(budgets).astype(int)
     if baseline not in set(best["activation"]):
         baseline = best["activation"].iloc[0]
-    # Compare across settings: the chosen groups form one family regardless of their setting.
+    why_no_test = ""
+    if sweep.selected_on != "val":
+        why_no_test = ("chosen on the test set (no validation split): the figures are optimistic and no test is "
+                       "made; set data.val_samples to choose on validation")  # fmt: skip
+    elif budgets.nunique() > 1:
+        why_no_test = ("the activations had different numbers of settings to choose from ("
+                       + ", ".join(f"{a}: {n}" for a, n in budgets.items())
+                       + "): a best of many beats a best of few by selection alone, so no test is made")  # fmt: skip
+    best.attrs.update(baseline=baseline, why_no_test=why_no_test, margin=margin,
+                      chosen_on="validation" if sweep.selected_on == "val" else "test")  # fmt: skip
+    if why_no_test:
+        best.attrs["comparisons"] = pd.DataFrame(columns=COMPARISON_COLUMNS)
+        return best.sort_values("final_test_acc_mean", ascending=False, na_position="last")
     acts = dict(zip(best.index, best["activation"], strict=True))
     base_group = next(g for g, a in acts.items() if a == baseline)
-    others = [g for g in best.index if g != base_group]
-    pairs = ([(o, base_group) for o in others] if not all_pairs else
-             [(y, x) for i, x in enumerate([base_group, *others]) for y in [base_group, *others][i + 1:]])  # fmt: skip
-    rows = [{"group": g, "baseline": b, **compare(finals(sweep, g), finals(sweep, b))} for g, b in pairs]
-    comp = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_adj", "significant")])
-    comp["p_adj"] = holm(comp["p"]) if len(comp) else []
-    comp["significant"] = [None if math.isnan(p) else bool(p < ALPHA) for p in comp["p_adj"]]
-    vs = comp[comp["baseline"] == base_group].set_index("group").drop(columns=["why", "n_baseline"])
-    best = best.join(vs.rename(columns={"n": "n_runs"}))
+    order = [base_group, *(g for g in best.index if g != base_group)]
+    pairs = ([(o, base_group) for o in order[1:]] if not all_pairs else
+             [(y, x) for i, x in enumerate(order) for y in order[i + 1:]])  # fmt: skip
+    comp = family([{"group": g, "baseline": b, **compare(finals(sweep, g), finals(sweep, b), margin)}
+                   for g, b in pairs], margin)  # fmt: skip
+    vs = comp[comp["baseline"] == base_group].set_index("group").drop(columns=["why"])
+    best = best.join(vs)
     best["baseline"] = best["baseline"].fillna(base_group)
-    best = best.sort_values("final_test_acc_mean", ascending=False, na_position="last")
-    best.attrs["comparisons"] = comp[COMPARISON_COLUMNS]
-    best.attrs["baseline"] = baseline
-    best.attrs["chosen_on"] = "validation" if sweep.selected_on == "val" else "test"
-    return best
+    best.attrs["comparisons"] = comp
+    return _sort(best, [])
