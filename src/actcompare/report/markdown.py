@@ -249,9 +249,10 @@ def render(sweep: Sweep, paths: Sequence[str], summary: pd.DataFrame, best: pd.D
         lines += [f"## {title}", "", f"![{title}]({file}) ([PDF]({file.rsplit('.', 1)[0]}.pdf))", ""]
     lines += ["## Files", "",
               "- `results.csv`: every run's epoch rows (tidy); `runs.csv`: one row per run, with its `outcome`;",
-              "  `summary.csv`: one row per group, with its comparison against the baseline (`verdict`, `diff`,",
-              "  `diff_ci_low`, `diff_ci_high`, `n_pairs`, `p_diff_holm`, `p_equiv_holm`, `p_best`); `comparisons.csv`:",
-              "  every comparison made; `diagnostics.csv`: per-layer diagnostics; every figure also as PDF.", ""]  # fmt: skip
+              "  `summary.csv`: one row per group, with its comparison against the baseline (`verdict`,",
+              "  `diff`, `diff_ci_low`, `diff_ci_high`, `n_pairs`, `p_diff_holm`, `p_equiv_holm`, `p_best`);",
+              "  `comparisons.csv`: every comparison made; `diagnostics.csv`: per-layer diagnostics; every",
+              "  figure also as PDF.", ""]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -45,7 +45,7 @@ def compare(a: Mapping[Any, float], b: Mapping[Any, float], margin: float) -> di
     (those need the whole family): diff (mean paired difference a - b), its 95 % CI, sd_diff,
     n_pairs, seeds_dropped, p_diff, p_equiv, margin and why (why no test, when there is none).
     """
-    seeds, d, only_a, only_b = V.paired_diffs(a, b)
+    _, d, only_a, only_b = V.paired_diffs(a, b)
     dropped = "; ".join(f"{side}: {' '.join(map(str, s))}" for side, s in (("group", only_a), ("baseline", only_b))
                         if s)  # fmt: skip
     out: dict[str, Any] = {"diff": d.mean() if len(d) else math.nan, "diff_ci_low": math.nan,
@@ -72,7 +72,8 @@ def family(rows: list[dict[str, Any]], margin: float) -> pd.DataFrame:
     settles it: k, min_pairs, pooled_sd (of paired differences), seeds_needed, margin."""
     comp = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("verdict", "p_diff_holm",
                                                                                   "p_equiv_holm")])  # fmt: skip
-    verdicts, adj_diff, adj_equiv = V.decide(comp["diff"], comp["p_diff"], comp["p_equiv"]) if len(comp) else ([], [], [])
+    verdicts, adj_diff, adj_equiv = (V.decide(comp["diff"], comp["p_diff"], comp["p_equiv"]) if len(comp)
+                                     else ([], [], []))  # fmt: skip
     comp["verdict"], comp["p_diff_holm"], comp["p_equiv_holm"] = verdicts, adj_diff, adj_equiv
     k = int(comp["p_diff"].notna().sum()) or len(comp)
     sd = V.pooled_sd(comp["sd_diff"], comp["n_pairs"])
