@@ -141,7 +141,7 @@ def test_missing_seed_is_dropped_from_the_pairs_and_named(tmp_path: Path) -> Non
 
     summary = summarize(sweep)
     text = "\n".join(findings(summary, summary.attrs["comparisons"], "relu"))
-    assert "seeds not on both sides, left out: baseline: 2" in text
+    assert "left out of the pairs: only relu has seed(s) 2" in text
 
 
 def test_single_seed_says_no_test_is_possible(tmp_path: Path) -> None:

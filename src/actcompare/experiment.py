@@ -376,6 +376,9 @@ def _train(
                     device=str(device), threads=torch.get_num_threads(), group=group, run_log=run_logs)
         for spec, config in zip(specs, configs, strict=True)
     ]  # fmt: skip
+    images = {"train": len(data.train), "val": len(val[1]) if val is not None else 0, "test": len(data.test)}
+    for rec in recorders:  # what was really trained on: the report's setup block reads it
+        rec.record["images"] = images
     handler = RunLogs(recorders) if run_logs else None
     if handler is not None:
         logging.getLogger("actcompare").addHandler(handler)

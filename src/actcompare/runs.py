@@ -49,6 +49,7 @@ DIAGNOSTIC_COLUMNS = [*ID_COLUMNS, "layer", *LAYER_COLUMNS]
 BOOKKEEPING_KEYS = (
     "resume", "device", "threads", "diagnostics", "save_model", "tracker", "objective",
     "data.root", "data.download", "experiment", "hparams_search",
+    "report", "report.margin", "report.baseline", "seeds",  # how the sweep is judged and planned
 )  # fmt: skip
 
 

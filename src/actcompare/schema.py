@@ -94,6 +94,15 @@ class DataConf:
 
 
 @dataclass
+class ReportConf:
+    # Read by the sweep's report and by seeds=auto; not part of a run's identity (runs.BOOKKEEPING_KEYS).
+    margin: float = field(default=0.3, metadata=doc(
+        "equivalence margin in accuracy points: a difference within ±margin counts as none (README: Verdicts)"))
+    baseline: Optional[str] = field(default=None, metadata=doc(
+        "the activation every other one is compared with (null: relu when swept, else the first)"))
+
+
+@dataclass
 class Config:
     activation: ActivationConf = field(default_factory=ActivationConf, metadata=doc(
         "config group (conf/activation/, --config-dir, hydra.searchpath): which non-linearity", "relu"))
@@ -120,6 +129,7 @@ class Config:
     objective: str = field(default="test_acc", metadata=doc(
         "the final metric a run returns to a sweeper such as Optuna: " + ", ".join(OBJECTIVES)
         + " (val_*: needs data.val_samples)"))
+    report: ReportConf = field(default_factory=ReportConf, metadata=doc("the sweep's report"))
 
 
 # Keys that come from a config group's YAML rather than the schema: {key: (default, meaning)}.
@@ -141,6 +151,8 @@ LAUNCHERS = {
 }
 PRESETS = {
     "-m experiment=<name>": "a ready-made study (tutorial, all_activations, depth, lr_sweep)",
+    "-m activation=relu,tanh seeds=auto": "the sweep plans its seed count: a pilot, then the seeds that decide "
+                                           "+/- report.margin (hydra.sweeper.max_seeds caps it)",
     "-m hparams_search=lr_optuna": "Optuna (TPE) searches optimizer.lr per activation "
                                    "(pip install 'actcompare[optuna]')",
 }
@@ -354,6 +366,7 @@ def validate(cfg: DictConfig) -> list[str]:
     for key in ("data.train_samples", "data.test_samples", "data.val_samples", "model.depth", "threads"):
         need_positive(key, allow_none=True)
     need_positive("optimizer.lr")
+    need_positive("report.margin")
 
     seed = OmegaConf.select(cfg, "seed")
     if _as_int(seed) is None or not 0 <= seed <= SEED_MAX:

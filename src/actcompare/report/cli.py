@@ -28,7 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: relu when present, else the sweep's first activation)")  # fmt: skip
     parser.add_argument("--all-pairs", action="store_true", help="compare every two activations at each "
                         "setting (Holm-corrected together) instead of each against the baseline")  # fmt: skip
+    parser.add_argument("--margin", type=float, metavar="POINTS", help="equivalence margin in accuracy points: a "
+                        "difference within ±POINTS counts as none (default 0.3; README: Verdicts)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.margin is not None and not args.margin > 0:
+        parser.error(f"--margin {args.margin}: use a number of accuracy points > 0, e.g. 0.3")
     out = args.out
     if out is None and (len(set(args.sweep_dirs)) > 1 or (Path(args.sweep_dirs[0]) / "run.json").is_file()):
         # several folders, or a run folder (a report never writes into a run's own folder)
@@ -41,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: {message}", file=sys.stderr)
 
     try:
-        written = build_report(args.sweep_dirs, out, baseline=args.baseline, all_pairs=args.all_pairs, warn=warn)
+        written = build_report(args.sweep_dirs, out, baseline=args.baseline, all_pairs=args.all_pairs,
+                               margin=None if args.margin is None else args.margin / 100, warn=warn)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

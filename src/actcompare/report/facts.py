@@ -56,16 +56,20 @@ def read_facts(run_paths: Sequence[str], report_paths: Sequence[str]) -> Facts:
     facts = Facts()
     if records:
         cfgs = [r["config"] for r in records]
-        tests = [int((c.get("data") or {}).get("test_samples") or MNIST_TEST) for c in cfgs]
+        tests = [int(r["images"]["test"]) if isinstance(r.get("images"), dict) else
+                 int((r["config"].get("data") or {}).get("test_samples") or MNIST_TEST) for r in records]
         facts.test_images = min(tests)
         opt = _values(cfgs, lambda c: f"{c['optimizer']['_target_'].rsplit('.', 1)[-1]} lr {c['optimizer']['lr']:g}")
         arch = _values(cfgs, lambda c: "784-" + "-".join(map(str, c["model"]["hidden_sizes"])) + "-10 MLP")
         seconds = [float(r["wall_seconds"]) for r in records if isinstance(r.get("wall_seconds"), (int, float))]
         facts.lines = [
             ("epochs", _values(cfgs, lambda c: c["epochs"])),
-            ("training images", _values(cfgs, _train_images)),
-            ("validation images", _values(cfgs, lambda c: (c.get("data") or {}).get("val_samples") or 0)),
-            ("test images", _values(cfgs, lambda c: (c.get("data") or {}).get("test_samples") or MNIST_TEST)),
+            ("training images", _values(records, lambda r: r["images"]["train"] if "images" in r
+                                        else _train_images(r["config"]))),
+            ("validation images", _values(records, lambda r: r["images"]["val"] if "images" in r
+                                          else (r["config"].get("data") or {}).get("val_samples") or 0)),
+            ("test images", _values(records, lambda r: r["images"]["test"] if "images" in r
+                                    else (r["config"].get("data") or {}).get("test_samples") or MNIST_TEST)),
             ("batch size", _values(cfgs, lambda c: c["batch_size"])),
             ("optimizer", opt),
             ("architecture", arch),
@@ -77,6 +81,9 @@ def read_facts(run_paths: Sequence[str], report_paths: Sequence[str]) -> Facts:
             ("training time", f"{sum(seconds) / 60:.1f} min summed over {len(seconds)} runs" if seconds else "?"),
         ]
     if len(report_paths) == 1:
+        plan = _seed_plan(Path(report_paths[0]) / "seed_plan.json")
+        if plan:
+            facts.lines.append(("seeds planned (seeds=auto)", plan))
         multirun = Path(report_paths[0]) / "multirun.yaml"
         try:
             cfg = yaml.safe_load(multirun.read_text())
@@ -86,6 +93,18 @@ def read_facts(run_paths: Sequence[str], report_paths: Sequence[str]) -> Facts:
         except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
             pass
     return facts
+
+
+def _seed_plan(path: Path) -> str | None:
+    """seeds=auto's plan (hydra_plugins/actcompare/seeds.py) in one line, or None."""
+    try:
+        p = json.loads(path.read_text())
+        needed = p["seeds_needed"]
+        return (f"a pilot of {p['pilot']} seeds; paired differences varied by {p['pooled_sd_points']} points (sd); "
+                f"{needed if needed <= 1000 else 'more than 1000'} seeds decide ±{p['margin_points']:g} points; ran "
+                f"{p['seeds']}" + (f" (capped by max_seeds={p['max_seeds']})" if p["capped"] else ""))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _seed_list(records: Sequence[dict]) -> str:

@@ -40,7 +40,11 @@ def comparison_sentence(row: pd.Series, name: str, base: str, needed: int | None
     """One comparison: its verdict first, then the numbers it rests on."""
     m = pts(row["margin"])
     n = int(row["n_pairs"])
-    dropped = f"; seeds not on both sides, left out: {row['seeds_dropped']}" if row.get("seeds_dropped") else ""
+    dropped = ""
+    if isinstance(row.get("seeds_dropped"), str) and row["seeds_dropped"]:
+        named = row["seeds_dropped"].replace("group:", f"only {name} has seed(s)").replace(
+            "baseline:", f"only {base} has seed(s)")
+        dropped = f"; left out of the pairs: {named}"
     if n < 2:
         return (f"**undecided**: {name} − {base} = {pts(row['diff'], True)} points over {n} shared seed(s): "
                 f"{row['why'] or 'no test is possible'}{dropped}.")  # fmt: skip

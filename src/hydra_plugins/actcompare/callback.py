@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +111,24 @@ class SweepLock:
             self.held = False
 
 
+def report_options(config: DictConfig) -> dict[str, Any]:
+    """build_report's margin (a fraction; report.margin is in points) and baseline from a sweep's config."""
+    margin = OmegaConf.select(config, "report.margin", default=None)
+    baseline = OmegaConf.select(config, "report.baseline", default=None)
+    return {"margin": None if margin is None else float(margin) / 100, "baseline": baseline}
+
+
 class SweepCallback(Callback):
     def __init__(self) -> None:
         self.sweep_dir: Path | None = None
         self.lock: SweepLock | None = None
         self.ended = False
         self.before: set[str] | None = None  # the sweep folder's entries before this sweep (None: it is new)
+        self.judge: dict[str, Any] = {}  # report.margin (as a fraction) and report.baseline, for build_report
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.judge = report_options(config)
         self.before = {p.name for p in self.sweep_dir.iterdir()} if self.sweep_dir.is_dir() else None
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.lock = SweepLock(self.sweep_dir)
@@ -156,7 +165,7 @@ class SweepCallback(Callback):
 
         problem = None
         try:
-            paths = build_report([self.sweep_dir], missing_ok=True)
+            paths = build_report([self.sweep_dir], missing_ok=True, **self.judge)
             if paths:
                 log.info("Sweep report: %s", paths["report"])
                 if summary:
