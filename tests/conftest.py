@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -140,10 +141,7 @@ def subprocess_env(mnist_root: str | os.PathLike | None) -> dict[str, str]:
 
 
 class Proc:
-    """A run.py (or other script) process run in the repo root; its output goes to files.
-
-    With a ``queue`` the process starts when the queue has a free slot, else at once.
-    """
+    """``python <script> *args`` in the repository root; its output goes to files."""
 
     def __init__(self, args: Sequence[str], log_dir: Path, mnist_root: str | None, script: str = "run.py") -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -151,15 +149,16 @@ class Proc:
         self._env = subprocess_env(mnist_root)
         self._out_path, self._err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
         self._result: subprocess.CompletedProcess | None = None
-        self._started = threading.Event()
+        self._started = threading.Event()  # set when a slot (or the caller) has started it
         self.popen: subprocess.Popen | None = None
         self.started_at = 0.0
 
-    def start(self) -> None:
+    def start(self) -> Proc:
         with self._out_path.open("w") as out, self._err_path.open("w") as err:
             self.popen = subprocess.Popen(self.args, cwd=REPO, env=self._env, stdout=out, stderr=err, text=True)
         self.started_at = time.monotonic()
         self._started.set()
+        return self
 
     @property
     def pid(self) -> int:
@@ -181,7 +180,7 @@ class Proc:
         """Wait for the exit; kill the process ``timeout`` s after it started. The result is cached."""
         if self._result is None:
             if not self._started.wait(timeout=QUEUE_TIMEOUT):
-                pytest.fail(f"{self.args} never started (queue stuck?)")
+                pytest.fail(f"{self.args} never started (all slots busy)")
             try:
                 rc = self.popen.wait(timeout=max(1.0, self.started_at + timeout - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -193,58 +192,29 @@ class Proc:
         return self._result
 
 
-class ProcQueue:
-    """Runs queued processes, at most ``slots`` at a time, from a background thread."""
-
-    def __init__(self, slots: int) -> None:
-        self.slots = slots
-        self._queued: list[Proc] = []
-        self._running: list[Proc] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="proc-queue", daemon=True)
-        self._thread.start()
-
-    def submit(self, proc: Proc) -> None:
-        with self._lock:
-            self._queued.append(proc)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                self._running = [p for p in self._running if p.poll() is None]
-                while self._queued and len(self._running) < self.slots:
-                    proc = self._queued.pop(0)
-                    proc.start()
-                    self._running.append(proc)
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 @pytest.fixture(scope="session")
 def start_run_py(tiny_mnist: str, tmp_path_factory: pytest.TempPathFactory):
     """start_run_py(*args, script="run.py", mnist_root=<tiny>, queued=False) -> Proc.
 
-    queued=True: start when one of a few slots is free (for the many processes that the session
-    starts in the background); else start now (for timing-sensitive tests).
+    queued=True: the process starts when one of this worker's slots is free (a module fixture that
+    starts many short processes at once); else now (timing-sensitive tests). pytest-xdist runs the
+    test files in parallel, so each worker takes its share of the cores.
     """
-    queue = ProcQueue(slots=(os.cpu_count() or 2) + 2)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    slots = ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) // workers), thread_name_prefix="run.py")
     started: list[Proc] = []
 
     def start(*args: str, script: str = "run.py", mnist_root: str | None = tiny_mnist, queued: bool = False) -> Proc:
         proc = Proc(args, tmp_path_factory.mktemp("proc"), mnist_root, script)
         started.append(proc)
         if queued:
-            queue.submit(proc)
+            slots.submit(lambda: proc.start().popen.wait())  # holds its slot until the process exits
         else:
             proc.start()
         return proc
 
     yield start
-    queue.stop()
+    slots.shutdown(wait=False, cancel_futures=True)
     for proc in started:  # never leave a child behind
         proc.kill()
 
@@ -257,43 +227,6 @@ def run_py(start_run_py):
         return start_run_py(*args, **kwargs).wait(timeout)
 
     return run
-
-
-# ---------------------------------------------------------------- background process groups
-#
-# Every run.py process spends ~5 CPU-seconds importing torch. So that the suite stays short on a
-# 2-core machine, a test module may define ``start_background(request) -> anything`` that starts
-# its processes (queued=True); the session calls it for every collected module before the first
-# test, and the module's tests get its return value from ``background[__name__]``. The in-process
-# tests run first while those processes work, the tests that check them afterwards, and the
-# timing-sensitive interrupt tests last.
-
-
-def _order(item: pytest.Item) -> int:
-    if item.module.__name__.endswith("test_interrupt"):
-        return 2
-    return 1 if item.get_closest_marker("slow") else 0
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=_order)  # stable: the order within each class stays as collected
-
-
-@pytest.fixture(scope="session")
-def background(request: pytest.FixtureRequest) -> dict[str, object]:
-    groups: dict[str, object] = {}
-    for item in request.session.items:
-        module = item.module
-        starter = getattr(module, "start_background", None)
-        if starter is not None and module.__name__ not in groups:
-            groups[module.__name__] = starter(request)
-    return groups
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _start_background_early(request: pytest.FixtureRequest) -> None:
-    if any(hasattr(item.module, "start_background") for item in request.session.items):
-        request.getfixturevalue("background")
 
 
 @pytest.fixture(scope="session")

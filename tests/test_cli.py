@@ -1,8 +1,8 @@
 """run.py end to end in subprocesses: a sweep and its report, a single run, bad input, a crashing job.
 
 Each run.py process spends most of its ~10 s importing torch, so the module's processes are all
-queued at the start of the session (``start_background``, see conftest) and each test waits for
-the one it checks.
+queued at once (the ``procs`` fixture; they run a few at a time, see conftest's start_run_py) and
+each test waits for the one it checks.
 """
 
 from __future__ import annotations
@@ -63,11 +63,10 @@ BAD = {  # name: (run.py arguments, text stderr must contain)
 BEFORE_DATA = ("refused_before_data",)
 
 
-def start_background(request: pytest.FixtureRequest) -> dict:
-    """Every process of this module, queued at the start of the session (conftest). name -> (Proc, folder)."""
-    start_run_py = request.getfixturevalue("start_run_py")
-    extra_conf = request.getfixturevalue("extra_conf")
-    tmp = request.getfixturevalue("tmp_path_factory").mktemp("cli")
+@pytest.fixture(scope="module")
+def procs(start_run_py, extra_conf: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every process of this module, queued when its first test runs. name -> (Proc, folder)."""
+    tmp = tmp_path_factory.mktemp("cli")
     started = {}
 
     def start(name: str, *args: str, multirun: bool = False) -> None:
@@ -102,11 +101,6 @@ def start_background(request: pytest.FixtureRequest) -> dict:
     # (an empty folder and the in-process checks: test_report.py)
     started["report_missing"] = (start_run_py(str(tmp / "not_there"), script="scripts/report.py", queued=True), None)
     return started
-
-
-@pytest.fixture(scope="module")
-def procs(background):
-    return background[__name__]
 
 
 def result(procs, name: str):

@@ -20,10 +20,10 @@ ARGS = ("-m", "activation=relu,tanh", "seed=0,1", "epochs=2")
 OTHERS = [name for name in LAUNCHERS if name != "basic"]
 
 
-def start_background(request: pytest.FixtureRequest) -> dict:
-    """The three sweeps, queued at the start of the session (conftest). launcher -> (Proc, folder)."""
-    start_run_py = request.getfixturevalue("start_run_py")
-    tmp = request.getfixturevalue("tmp_path_factory").mktemp("launchers")
+@pytest.fixture(scope="module")
+def sweeps(start_run_py, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """One sweep per launcher, queued together. launcher -> (CompletedProcess, folder)."""
+    tmp = tmp_path_factory.mktemp("launchers")
     procs = {}
     for launcher in LAUNCHERS:
         extra = [] if launcher == "fused" else [f"hydra/launcher={launcher}"]  # fused: the default
@@ -31,12 +31,7 @@ def start_background(request: pytest.FixtureRequest) -> dict:
             start_run_py(*ARGS, *extra, f"hydra.sweep.dir={tmp / launcher}", queued=True),
             tmp / launcher,
         )
-    return procs
-
-
-@pytest.fixture(scope="module")
-def sweeps(background) -> dict[str, tuple]:
-    return {name: (proc.wait(), out) for name, (proc, out) in background[__name__].items()}
+    return {name: (proc.wait(), out) for name, (proc, out) in procs.items()}
 
 
 def files(sweep: Path) -> set[str]:

@@ -80,20 +80,11 @@ def test_preset_composes_and_validates() -> None:
     assert validate(compose_cfg(["hparams_search=lr_optuna"])) == []
 
 
-def start_background(request: pytest.FixtureRequest) -> dict:
-    if not HAVE_OPTUNA:
-        return {}
-    start_run_py = request.getfixturevalue("start_run_py")
-    out = request.getfixturevalue("tmp_path_factory").mktemp("optuna") / "sweep"
-    proc = start_run_py("-m", "hparams_search=lr_optuna", *TINY, f"hydra.sweep.dir={out}", queued=True)
-    return {"sweep": (proc, out)}
-
-
 @needs_optuna
 @pytest.mark.slow
-def test_lr_optuna_preset_end_to_end(background) -> None:
-    proc, sweep = background[__name__]["sweep"]
-    res = proc.wait()
+def test_lr_optuna_preset_end_to_end(run_py, tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    res = run_py("-m", "hparams_search=lr_optuna", *TINY, f"hydra.sweep.dir={sweep}")
     assert res.returncode == 0, res.stderr[-3000:]
     records = [read_json(p) for p in sweep.glob("*/run.json")]
     assert len(records) == 3, "3 trials, 3 run folders"

@@ -74,21 +74,16 @@ def test_preset_composes_and_every_job_validates(name: str) -> None:
         assert problems == [], (setting, problems)
 
 
-def start_background(request: pytest.FixtureRequest) -> dict:
-    """Every existing preset, shrunk, queued at the start of the session (conftest)."""
-    start_run_py = request.getfixturevalue("start_run_py")
-    tmp = request.getfixturevalue("tmp_path_factory").mktemp("presets")
+@pytest.fixture(scope="module")
+def preset_runs(start_run_py, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """Every existing preset, shrunk, queued together. name -> (CompletedProcess, folder)."""
+    tmp = tmp_path_factory.mktemp("presets")
     procs = {}
     for name in PRESETS:
         out = tmp / name
         procs[name] = (start_run_py("-m", f"experiment={name}", *SHRINK, *SHRINK_VALIDATION.get(name, ()),
                                     f"hydra.sweep.dir={out}", queued=True), out)
-    return procs
-
-
-@pytest.fixture(scope="module")
-def preset_runs(background) -> dict[str, tuple]:
-    return {name: (proc.wait(), out) for name, (proc, out) in background[__name__].items()}
+    return {name: (proc.wait(), out) for name, (proc, out) in procs.items()}
 
 
 @pytest.mark.slow

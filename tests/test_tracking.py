@@ -107,19 +107,11 @@ def test_missing_tensorboard_is_one_clear_error(tmp_path: Path, monkeypatch: pyt
 # ---------------------------------------------------------------- through run.py
 
 
-def start_background(request: pytest.FixtureRequest) -> dict:
-    start_run_py = request.getfixturevalue("start_run_py")
-    out = request.getfixturevalue("tmp_path_factory").mktemp("tracking") / "sweep"
-    args = ["-m", "activation=relu,tanh", "tracker=tensorboard", "epochs=2", "data.train_samples=256",
-            "model.hidden_sizes=[16]", "save_model=false", f"hydra.sweep.dir={out}"]  # fmt: skip
-    proc = start_run_py(*args, queued=True)
-    return {"sweep": (proc, out)}
-
-
 @pytest.mark.slow
-def test_run_py_tracker_tensorboard(background) -> None:
-    proc, sweep = background[__name__]["sweep"]
-    res = proc.wait()
+def test_run_py_tracker_tensorboard(run_py, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    res = run_py("-m", "activation=relu,tanh", "tracker=tensorboard", "epochs=2", "data.train_samples=256",
+                 "model.hidden_sizes=[16]", "save_model=false", f"hydra.sweep.dir={sweep}")
     assert res.returncode == 0, res.stderr[-3000:]
     runs = sorted(sweep.glob("*/run.json"))
     assert len(runs) == 2
