@@ -8,7 +8,6 @@ project's default launcher (hydra/launcher=fused) the launcher trains whole grou
 from __future__ import annotations
 
 import _thread
-import contextlib
 import logging
 import os
 import shutil
@@ -62,23 +61,43 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 # ---------------------------------------------------------------- Ctrl-C that cannot be lost
-# A KeyboardInterrupt is raised by the SIGINT handler wherever the main thread happens to run Python
-# code, and C code that calls back into Python may swallow it: PyObject_HasAttr and friends clear
-# *any* exception, and so do extension modules' "is X importable?" probes. A Ctrl-C that lands there
-# (seen at start-up on a loaded machine, while torch and torchvision import) used to vanish and the
-# run trained on. So the handler also remembers the press, and a watcher raises it again every
-# INTERRUPT_REPEAT_SECONDS until actcompare's own code has caught it (interrupt_caught()).
-INTERRUPT_REPEAT_SECONDS = 0.5
+# Where the start-up Ctrl-C went: the SIGINT handler raises KeyboardInterrupt in whatever Python code
+# the main thread runs at that moment, and at start-up that is often code that torch's C++ module
+# initialisation (torch._C) calls back into while `import torch` runs. Raised there, the exception
+# is swallowed or garbled by the C code (seen: the run trained on, or "ImportError: cannot load
+# module more than once per process"). Other C code that calls back into Python clears exceptions
+# too (PyObject_HasAttr and friends). So the handler (1) holds a press that lands inside an import
+# until that import is done, and (2) remembers the press: a watcher raises it again until
+# actcompare's own code has caught it (interrupt_caught()).
+INTERRUPT_REPEAT_SECONDS = 0.5  # a raised interrupt not caught within this long is raised again
+IMPORT_HOLD_SECONDS = 60.0  # an import that takes longer than this (stuck) is interrupted anyway
 _PRESSED = threading.Event()  # SIGINT (or SIGTERM) received
 _CAUGHT = threading.Event()  # the KeyboardInterrupt reached code that records the run and exits
+_HELD = threading.Event()  # the last press landed inside an import and was not raised
+_IMPORT_CODE = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+_pressed_at = [0.0]
+
+
+def _importing(frame: Any) -> bool:
+    """Whether the main thread is inside an import (importlib's frames on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename in _IMPORT_CODE:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def on_interrupt(signum: int, frame: Any) -> None:
     """The SIGINT/SIGTERM handler of the command (installed by cli.guard): raise KeyboardInterrupt,
-    and keep raising it until it is caught where it is handled."""
+    held while a module imports, and raised again until it is caught where it is handled."""
     if not _PRESSED.is_set():
         _PRESSED.set()
+        _pressed_at[0] = time.monotonic()
         threading.Thread(target=_insist, name="interrupt-watcher", daemon=True).start()
+    if _importing(frame) and time.monotonic() - _pressed_at[0] < IMPORT_HOLD_SECONDS:
+        _HELD.set()  # the watcher asks again in a moment
+        return
+    _HELD.clear()
     raise KeyboardInterrupt
 
 
@@ -88,11 +107,13 @@ def interrupt_caught() -> None:
 
 
 def _insist() -> None:
-    while not _CAUGHT.wait(INTERRUPT_REPEAT_SECONDS):
+    last = time.monotonic()
+    while not _CAUGHT.wait(0.1):
         if signal.getsignal(signal.SIGINT) is not on_interrupt:
             return  # the process is exiting (SIGINT ignored) or someone else handles it now
-        log.debug("the interrupt was swallowed on its way up: raising it again")
-        _thread.interrupt_main()
+        if _HELD.is_set() or time.monotonic() - last >= INTERRUPT_REPEAT_SECONDS:
+            last = time.monotonic()
+            _thread.interrupt_main()  # runs on_interrupt in the main thread
 
 
 def _guard_worker() -> None:
@@ -102,7 +123,8 @@ def _guard_worker() -> None:
     sweep_pid = int(os.environ.get(SWEEP_PID, "0") or 0)
     if threading.current_thread() is not threading.main_thread():
         return
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if signal.getsignal(signal.SIGTERM) is not on_interrupt:  # a worker; the command's own handler stays
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     if not sweep_pid or sweep_pid == os.getpid():
         return
 
@@ -130,8 +152,6 @@ def _remove_if_bare(folder: Path) -> None:
         return
     if all(p.name in (".hydra", "run.log") or p.suffix == ".log" for p in folder.iterdir()):
         shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            folder.parent.rmdir()  # outputs/runs/<date>/ when it held only this run
 
 
 def _check_job(cfg: DictConfig, hc: Any) -> None:

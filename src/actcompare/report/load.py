@@ -9,8 +9,9 @@
 - Groups are defined by what differs between the runs' identities (not by labels, not by which keys
   were overrides). An activation ``name`` shared by two different activation configs is an error.
 - Each run gets an ``outcome``: ``counted`` (completed, its files agree, its losses pass
-  ``runs.diverged``), ``diverged``, ``excluded`` (completed, but metrics.csv disagrees with run.json),
-  ``failed``, ``interrupted`` or ``running``. Only counted runs enter a mean.
+  ``runs.diverged``), ``diverged``, ``not_learning`` (completed below NOT_LEARNING_ACC), ``excluded``
+  (completed, but metrics.csv disagrees with run.json), ``failed``, ``interrupted`` or ``running``.
+  Only counted runs enter a mean.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,16 @@ REQUIRED_METRICS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
 OPTIONAL_METRICS = [*R.VALIDATION_METRICS, "epoch_seconds"]
 COUNTED = "counted"
 EXCLUDED = "excluded"
+# A completed run whose final test accuracy is below 1.5 x chance (10 classes: 15 %) never learned:
+# a network stuck on one digit scores at most 11.35 % (the share of 1s in MNIST's test set; depth 16
+# with sigmoid), one that learned anything at all scores far above 15 % after one epoch.
+NOT_LEARNING = "not_learning"
+NOT_LEARNING_ACC = 0.15
+
+
+def never_learned(record: Mapping[str, Any]) -> bool:
+    acc = (record.get("final") or {}).get("test_acc")
+    return isinstance(acc, (int, float)) and math.isfinite(acc) and acc < NOT_LEARNING_ACC
 
 
 class BadFile(Exception):
@@ -147,6 +158,48 @@ def read_diagnostics(path: Path) -> pd.DataFrame:
     return df
 
 
+def check_confusion(path: Path) -> str | None:
+    """Why a run's confusion.csv cannot be drawn (one line naming the file), or None (also when absent)."""
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path, index_col=0)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        return f"{path}: is not a readable CSV ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    values = frame.apply(pd.to_numeric, errors="coerce")
+    if values.shape != (10, 10):
+        return f"{path}: holds a {values.shape[0]} x {values.shape[1]} table, not the 10 x 10 confusion matrix"
+    if values.isna().to_numpy().any():
+        row, col = (int(i[0]) for i in np.nonzero(values.isna().to_numpy()))
+        return f"{path}: the cell in row {row + 2}, column {col + 2} is empty or not a number"
+    if (values.to_numpy() < 0).any():
+        return f"{path}: holds a negative count"
+    return None
+
+
+def check_examples(path: Path) -> str | None:
+    """Why a run's examples.npz cannot be drawn (one line naming the file), or None (also when absent)."""
+    if not path.exists():
+        return None
+    import zipfile
+
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, Mapping) and not hasattr(data, "files"):  # a .npy saved under that name
+            return f"{path}: is a single array (.npy), not the .npz archive of image, prob and label"
+        with data:
+            arrays = {k: data[k] for k in ("image", "prob", "label")}
+    except KeyError as err:
+        return f"{path}: has no array {err}"
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        return f"{path}: is not a readable .npz archive (truncated or empty?): {type(err).__name__}: {err}"
+    n = len(arrays["label"])
+    if arrays["image"].shape[:1] != (n,) or arrays["prob"].shape != (n, 10) or arrays["image"].shape[1:] != (28, 28):
+        return (f"{path}: arrays of mismatched shapes (image {arrays['image'].shape}, prob {arrays['prob'].shape}, "
+                f"label {arrays['label'].shape})")  # fmt: skip
+    return None
+
+
 # ---------------------------------------------------------------- identity and groups
 
 
@@ -168,14 +221,25 @@ def identity_key(config: Mapping[str, Any]) -> str:
     return R.run_id(config)
 
 
-def fmt_value(v: Any) -> str:
+def fmt_value(v: Any, digits: int = 6) -> str:
     if v is None:
         return "null"
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):
-        return f"{v:g}"
+        return f"{v:.{digits}g}"
     return str(v)
+
+
+def fmt_values(values: Sequence[Any]) -> list[str]:
+    """Labels for the values of one key: 6 significant digits, or as many more as it takes to tell
+    every distinct number apart (``1e-3`` and ``1.0000001e-3`` -> ``0.001`` and ``0.0010000001``)."""
+    distinct = {json.dumps(v, default=str) for v in values}
+    for digits in range(6, 18):
+        labels = [fmt_value(v, digits) for v in values]
+        if len(set(labels)) >= len(distinct):
+            return labels
+    return [repr(v) if isinstance(v, float) else fmt_value(v) for v in values]
 
 
 def _activation_name(record: dict) -> str:
@@ -189,7 +253,8 @@ def _group_cols(records: list[dict], flats: list[dict[str, Any]]) -> tuple[list[
     keys = sorted({k for f in flats for k in f} - {"seed"})
     varied = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
     varied = [k for k in varied if not k.startswith("activation.")]  # the name stands for them (checked)
-    values = [{k: fmt_value(f.get(k)) for k in varied} for f in flats]
+    columns = {k: fmt_values([f.get(k) for f in flats]) for k in varied}
+    values = [{k: columns[k][i] for k in varied} for i in range(len(flats))]
     # A config group chosen by name (optimizer=sgd): its name, not the keys that come with it.
     for group in sorted({g for r in records for g in (r.get("choices") or {})} - {"activation", "experiment"}):
         names = [str((r.get("choices") or {}).get(group)) for r in records]
@@ -220,7 +285,7 @@ def _check_shared_names(kept: list[tuple[str, dict]]) -> dict[str, dict]:
     seen: dict[str, tuple[str, str, dict]] = {}
     for name, record in kept:
         act = record["config"].get("activation") or {}
-        spec = {k: v for k, v in act.items() if k != "name"} if isinstance(act, Mapping) else {}
+        spec = R.canonical({k: v for k, v in act.items() if k != "name"}) if isinstance(act, Mapping) else {}
         text = json.dumps(spec, sort_keys=True, default=str)
         label = _activation_name(record)
         if label in seen and seen[label][1] != text:
@@ -230,6 +295,20 @@ def _check_shared_names(kept: list[tuple[str, dict]]) -> dict[str, dict]:
                             "(activation.name=...)")  # fmt: skip
         seen.setdefault(label, (name, text, spec))
     return {label: v[2] for label, v in seen.items()}
+
+
+def _check_labels(table: list[dict], records: list[dict]) -> None:
+    """Two groups that differ (other than in the seed) but print as one label would be pooled
+    into one row of every table: an error naming both."""
+    seen: dict[str, tuple[str, str]] = {}
+    for row, record in zip(table, records, strict=True):
+        what = json.dumps(R.without(R.identity(record["config"]), "seed"), sort_keys=True, default=str)
+        label = row["group"]
+        if label in seen and seen[label][0] != what:
+            raise UserError(f"runs {seen[label][1]} and {row['run']} are different settings but both print as "
+                            f"'{label}' (a value that is text in one run and a number in the other?): "
+                            "rebuild the report from runs whose settings print apart")  # fmt: skip
+        seen.setdefault(label, (what, row["run"]))
 
 
 # ---------------------------------------------------------------- checks of a finished run
@@ -271,6 +350,40 @@ def _rank(record: dict) -> tuple:
 # ---------------------------------------------------------------- the sweep
 
 
+def run_namer(paths: Sequence[str | os.PathLike], run_dirs: Sequence[Path]) -> Callable[[Path], str]:
+    """How a run folder is named in the tables: its path below the folder it was found in; with
+    several folders, prefixed by as many of that folder's trailing path parts as it takes to tell
+    the folders apart (two sweeps both called ``sweep``: ``a/sweep/...`` and ``b/sweep/...``). Every
+    run folder gets its own name: runs are told apart by their folder, never by a base name."""
+    roots = list(dict.fromkeys(Path(p).resolve() for p in paths))
+    prefixes = {root: "" for root in roots}
+    if len(roots) > 1:
+        for depth in range(1, max(len(r.parts) for r in roots) + 1):
+            tails = {root: "/".join(root.parts[-depth:]).lstrip("/") for root in roots}
+            prefixes = {root: tail + "/" for root, tail in tails.items()}
+            if len(set(tails.values())) == len(roots):
+                break
+
+    def base(d: Path) -> str:
+        for root in roots:
+            if d.is_relative_to(root):
+                rel = d.relative_to(root).as_posix()
+                if rel == ".":  # a run folder given itself
+                    return prefixes[root].rstrip("/") or root.name
+                return prefixes[root] + rel
+        return d.as_posix()
+
+    names: dict[Path, str] = {}
+    taken: dict[str, Path] = {}
+    for d in run_dirs:
+        label = base(d)
+        if label in taken and taken[label] != d:  # a folder given inside another one: its full path
+            label = d.as_posix()
+        names[d] = label
+        taken.setdefault(label, d)
+    return lambda d: names.get(d) or base(d)
+
+
 def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Sweep:
     """Read every run below ``paths`` (sweep folders or run folders).
 
@@ -282,15 +395,7 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
         raise UserError(f"no runs (run.json files) found in {', '.join(map(str, paths))}: "
                         "give a folder written by 'python run.py -m ...'")  # fmt: skip
     run_dirs = list(dict.fromkeys(d.resolve() for d in all_dirs))
-    roots = list(dict.fromkeys(Path(p).resolve() for p in paths))
-
-    def name(d: Path) -> str:
-        for root in roots:
-            if d.is_relative_to(root):
-                rel = d.relative_to(root).as_posix()
-                prefix = f"{root.name}/" if len(roots) > 1 else ""
-                return prefix + (rel if rel != "." else root.name)
-        return d.name
+    name = run_namer(paths, run_dirs)
 
     problems: list[str] = []
 
@@ -344,6 +449,9 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
                 outcome, note = EXCLUDED, disagree
             elif why:
                 outcome, note, diverged_epoch = R.DIVERGED, f"recorded completed, but {why}", epoch
+            elif never_learned(record):
+                outcome, note = NOT_LEARNING, (f"final test accuracy {record['final']['test_acc']:.2%}, below "
+                                               f"{NOT_LEARNING_ACC:.0%}: it never learned (e.g. one class always)")
             else:
                 outcome = COUNTED
         elif status == R.DIVERGED and disagree:
@@ -376,10 +484,11 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
                     df[k] = v
                 df["group"] = table[-1]["group"]
                 frames.append(df)
+    _check_labels(table, records)
     runs = pd.DataFrame(table)
     results = pd.concat(metric_frames, ignore_index=True) if metric_frames else pd.DataFrame()
     diagnostics = pd.concat(diag_frames, ignore_index=True) if diag_frames else pd.DataFrame()
-    if len(diagnostics) and "inactive_frac" not in diagnostics.columns:
+    if len(diagnostics) and "inactive_frac" not in diagnostics.columns and "saturated_frac" in diagnostics.columns:
         diagnostics = split_legacy_saturation(diagnostics, runs, activations)
     selected_on = _per_run_metrics(runs, results)
     return Sweep(runs=runs, results=results, diagnostics=diagnostics, group_cols=group_cols, problems=problems,
@@ -468,15 +577,7 @@ def failed_runs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
         all_dirs = find_run_dirs(paths)
     except UserError:
         return []
-    roots = list(dict.fromkeys(Path(p).resolve() for p in paths))
-
-    def name(d: Path) -> str:
-        for root in roots:
-            if d.is_relative_to(root):
-                rel = d.relative_to(root).as_posix()
-                return (f"{root.name}/" if len(roots) > 1 else "") + (rel if rel != "." else root.name)
-        return d.name
-
+    name = run_namer(paths, list(dict.fromkeys(d.resolve() for d in all_dirs)))
     by_id: dict[str, tuple[Path, dict]] = {}
     out: list[tuple[str, str]] = []
     for d in dict.fromkeys(d.resolve() for d in all_dirs):

@@ -72,7 +72,7 @@ def findings(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) ->
         return [f"Nothing to compare with the baseline **{baseline}** (it has no completed run at the settings "
                 "of the other groups)."]  # fmt: skip
     a = comparisons.attrs
-    needed = a.get("seeds_needed")
+    needed = a.get("seeds_to_settle")
     needed = int(needed) if isinstance(needed, (int, float)) and not math.isnan(needed) else None
     needed = needed if needed is None or needed <= V.MAX_SEEDS_PLANNED else None
     lines = [f"Each group against **{baseline}** at the same setting of the other keys, paired by seed (final test "
@@ -97,24 +97,28 @@ def settle(summary: pd.DataFrame, comparisons: pd.DataFrame, facts: Facts, group
     a = comparisons.attrs
     if comparisons.empty or not (comparisons["verdict"] == V.UNDECIDED).any():
         return []
-    sd, needed = a.get("pooled_sd", math.nan), a.get("seeds_needed", math.nan)
+    sd, needed, settle = (a.get(k, math.nan) for k in ("pooled_sd", "seeds_needed", "seeds_to_settle"))
     have = int(comparisons["n_pairs"].max())
     lines = ["## What would settle the undecided comparisons", ""]
+    m = pts(a.get("margin", math.nan))
     if not (isinstance(sd, float) and math.isfinite(sd)):
         n = max(a.get("min_pairs", 3), 3)
         lines.append(f"No comparison has two paired seeds, so the seed-to-seed noise is unknown. Run a pilot of "
                      f"{n} seeds first (or let the sweep plan its seeds: `seeds=auto`):")  # fmt: skip
-    elif needed > V.MAX_SEEDS_PLANNED:
+    elif settle > V.MAX_SEEDS_PLANNED:
         lines.append(f"The paired differences vary by {pts(sd)} points (sd, pooled over the comparisons): deciding "
-                     f"±{pts(a['margin'])} points would take more than {V.MAX_SEEDS_PLANNED} seeds. Widen the "
-                     "margin (report.margin) or reduce the noise (more epochs, more training data).")  # fmt: skip
+                     f"±{m} points would take more than {V.MAX_SEEDS_PLANNED} seeds. Widen the margin "
+                     "(report.margin) or reduce the noise (more epochs, more training data).")  # fmt: skip
         return [*lines, ""]
     else:
-        n = int(needed)
+        n = int(settle)
+        why = (f"With {n} paired seeds every comparison of this family has {100 * V.POWER:.0f} % power to call a "
+               f"true difference of ±{m} points, and to call a true difference of 0 equivalent" if have < needed else
+               f"These runs already have the {int(needed)} seeds that give {100 * V.POWER:.0f} % power at 0 and at "
+               f"±{m} points; what is still undecided lies in between, and a true difference of ±{pts(a['margin'] / 2)}"
+               f" points (the hardest case) needs {n} paired seeds for that power either way")  # fmt: skip
         lines.append(f"The paired differences vary by {pts(sd)} points (sd pooled over the comparisons, from the "
-                     f"variance only, not the observed differences). With {n} paired seeds every comparison of "
-                     f"this family has {100 * V.POWER:.0f} % power to call a true difference of ±{pts(a['margin'])} "
-                     f"points, and to call a true difference of 0 equivalent, at Holm's worst-case level "
+                     f"variance only, not the observed differences). {why}, at Holm's worst-case level "
                      f"{V.ALPHA}/{2 * a['k']} (the runs have {have}). The runs already made are reused:")  # fmt: skip
     values = {}
     for k in group_cols:

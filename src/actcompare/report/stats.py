@@ -78,8 +78,13 @@ def family(rows: list[dict[str, Any]], margin: float) -> pd.DataFrame:
     k = int(comp["p_diff"].notna().sum()) or len(comp)
     sd = V.pooled_sd(comp["sd_diff"], comp["n_pairs"])
     comp = comp[COMPARISON_COLUMNS]
-    comp.attrs.update(k=k, min_pairs=V.min_pairs(k), pooled_sd=sd, margin=margin,
-                      seeds_needed=V.seeds_needed(sd, margin, k) if len(comp) else math.nan)  # fmt: skip
+    needed = V.seeds_needed(sd, margin, k) if len(comp) else math.nan
+    have = int(comp["n_pairs"].max()) if len(comp) else 0
+    # The plan gives 80 % power at 0 and at +/-m; once the runs have that many seeds, what is still
+    # undecided lies in between: +/-m/2 is the hardest case (both claims need m/2 / sd of evidence).
+    settle = needed if have < needed else V.seeds_needed(sd, margin / 2, k)
+    comp.attrs.update(k=k, min_pairs=V.min_pairs(k), pooled_sd=sd, margin=margin, seeds_needed=needed,
+                      seeds_to_settle=settle, have=have)  # fmt: skip
     return comp
 
 

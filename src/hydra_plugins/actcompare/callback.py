@@ -123,6 +123,7 @@ class SweepCallback(Callback):
         self.sweep_dir: Path | None = None
         self.lock: SweepLock | None = None
         self.ended = False
+        self.multirun_yaml: bytes | None = None  # the sweep folder's multirun.yaml before this sweep
         self.before: set[str] | None = None  # the sweep folder's entries before this sweep (None: it is new)
         self.judge: dict[str, Any] = {}  # report.margin (as a fraction) and report.baseline, for build_report
 
@@ -130,6 +131,9 @@ class SweepCallback(Callback):
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.judge = report_options(config)
         self.before = {p.name for p in self.sweep_dir.iterdir()} if self.sweep_dir.is_dir() else None
+        # The sweeper rewrites multirun.yaml next; a refused sweep puts the earlier one back.
+        earlier = self.sweep_dir / "multirun.yaml"
+        self.multirun_yaml = earlier.read_bytes() if earlier.is_file() else None
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.lock = SweepLock(self.sweep_dir)
         self.lock.acquire()
@@ -183,6 +187,10 @@ class SweepCallback(Callback):
             self.lock.release()
         if not self.sweep_dir.is_dir():
             return
+        if self.multirun_yaml is not None:
+            from actcompare.files import atomic_write
+
+            atomic_write(self.sweep_dir / "multirun.yaml", self.multirun_yaml)
         for entry in self.sweep_dir.iterdir():
             if self.before is not None and entry.name in self.before:
                 continue

@@ -197,9 +197,11 @@ def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[s
     labels = [",".join(filter_overrides(o)) or "(no overrides)" for o in job_overrides]
     experiments = {str(OmegaConf.select(c, "hydra.runtime.choices.experiment", default=None)) for c in configs}
     if len(experiments) > 1:
-        where["sweeping experiment= is not supported (each preset is a sweep of its own, with its own "
-              "seeds and grid): run them one after another, e.g. for e in "
-              f"{' '.join(sorted(experiments))}; do python run.py -m experiment=$e; done"] = []  # fmt: skip
+        # Alone: the presets' jobs share one folder name (experiment is bookkeeping), so nothing else
+        # said about them would help.
+        raise refuse("error: sweeping experiment= is not supported (each preset is a sweep of its own, with its "
+                     "own seeds and grid): run them one after another, e.g. for e in "
+                     f"{' '.join(sorted(experiments))}; do actcompare -m experiment=$e; done")  # fmt: skip
     sweep = Path(os.path.abspath(str(configs[0].hydra.sweep.dir))) if configs else Path()
     folders: dict[Path, tuple[str, str]] = {}
     ids: dict[str, tuple[Path, str]] = {}
