@@ -319,6 +319,34 @@ def test_selection_on_validation(tmp_path: Path) -> None:
     assert no_val.selected_on == "test"
 
 
+def _lr_sweep(root: Path, val: bool) -> Path:
+    """relu and tanh at lr 1e-3 and 3e-3, 3 seeds: relu best at 3e-3, tanh at 1e-3 (on validation)."""
+    for act, best_lr in (("relu", 3e-3), ("tanh", 1e-3)):
+        for lr in (1e-3, 3e-3):
+            for seed in range(3):
+                acc = 0.975 + (0.004 if lr == best_lr else 0) + 0.001 * seed
+                write_run(root / f"{act}_{lr}_{seed}", act, seed, test_acc=(0.95, acc),
+                          val_acc=(0.95, acc) if val else None,
+                          optimizer={"_target_": "torch.optim.Adam", "lr": lr})  # fmt: skip
+    return root
+
+
+@pytest.mark.parametrize("val", [True, False])
+def test_best_settings_compare_across_settings_only_when_chosen_on_validation(tmp_path: Path, val: bool) -> None:
+    written = build_report([_lr_sweep(tmp_path / "s", val)], tmp_path / "out")
+    best = pd.read_csv(written["best_settings.csv"], index_col=0)
+    assert dict(zip(best["activation"], best["optimizer.lr"], strict=True)) == {"relu": 3e-3, "tanh": 1e-3}
+    text = written["report"].read_text()
+    section = text.split("## Each activation at its best setting")[1].split("\n## ")[0]
+    if val:  # a verdict, and the sentence says the settings differ
+        assert best.loc[best["activation"] == "tanh", "verdict"].item() in ("undecided", "equivalent")
+        assert "at its chosen setting against **relu** at its own chosen setting" in section
+        assert "at the same setting of the other keys" not in section
+    else:  # chosen on test: descriptive only
+        assert "verdict" not in best or best["verdict"].isna().all()
+        assert "No verdicts here: chosen on the test set" in section and "Holm p" not in section
+
+
 # ---------------------------------------------------------------- scripts/report.py and atomic files
 
 

@@ -61,7 +61,10 @@ def read_facts(run_paths: Sequence[str], report_paths: Sequence[str]) -> Facts:
         facts.test_images = min(tests)
         opt = _values(cfgs, lambda c: f"{c['optimizer']['_target_'].rsplit('.', 1)[-1]} lr {c['optimizer']['lr']:g}")
         arch = _values(cfgs, lambda c: "784-" + "-".join(map(str, c["model"]["hidden_sizes"])) + "-10 MLP")
-        seconds = [float(r["wall_seconds"]) for r in records if isinstance(r.get("wall_seconds"), (int, float))]
+        # A stacked run's wall_seconds is its whole group's time: its share is that over the group's size.
+        seconds = [float(r["wall_seconds"]) / _group_size(r) for r in records
+                   if isinstance(r.get("wall_seconds"), (int, float))]  # fmt: skip
+        stacked = any(_group_size(r) > 1 for r in records)
         facts.lines = [
             ("epochs", _values(cfgs, lambda c: c["epochs"])),
             ("training images", _values(records, lambda r: r["images"]["train"] if "images" in r
@@ -78,7 +81,7 @@ def read_facts(run_paths: Sequence[str], report_paths: Sequence[str]) -> Facts:
             ("seeds", _seed_list(records)),
             ("engine", _values(records, lambda r: r.get("engine"))),
             ("device", _values(records, lambda r: r.get("device"))),
-            ("training time", f"{sum(seconds) / 60:.1f} min summed over {len(seconds)} runs" if seconds else "?"),
+            ("training time", _minutes(seconds, stacked)),
         ]
     if len(report_paths) == 1:
         plan = _seed_plan(Path(report_paths[0]) / "seed_plan.json")
@@ -123,7 +126,8 @@ def more_seeds_command(facts: Facts, n: int, group_values: dict[str, list[str]])
     else rebuilt from the swept values (a merged report: say where to put the runs yourself).
     """
     if facts.overrides is not None:
-        kept = [o for o in facts.overrides if o.split("=", 1)[0].lstrip("+~") not in ("seed", "seeds")]
+        replaced = ("seed", "seeds", "resume", "hydra.sweep.dir")  # given again below
+        kept = [o for o in facts.overrides if o.split("=", 1)[0].lstrip("+~") not in replaced]
         where = f" hydra.sweep.dir={facts.sweep_dir} resume=true"
     else:
         kept = [f"{k}={','.join(v)}" for k, v in group_values.items()]
@@ -135,3 +139,17 @@ def more_seeds_command(facts: Facts, n: int, group_values: dict[str, list[str]])
 def binomial_se(acc: float, n: int) -> float:
     """The standard error of an accuracy measured on ``n`` test images (fraction)."""
     return math.sqrt(acc * (1 - acc) / n) if 0 <= acc <= 1 and n > 0 else math.nan
+
+
+def _group_size(record: dict) -> int:
+    """How many models trained together with this run (1: alone)."""
+    group = record.get("group")
+    size = group.get("size") if isinstance(group, dict) else None
+    return size if isinstance(size, int) and size > 0 else 1
+
+
+def _minutes(seconds: Sequence[float], stacked: bool) -> str:
+    if not seconds:
+        return "?"
+    return f"{sum(seconds) / 60:.1f} min over {len(seconds)} runs" + (
+        " (a stacked group's time counted once)" if stacked else "")

@@ -63,8 +63,10 @@ def comparison_sentence(row: pd.Series, name: str, base: str, needed: int | None
     return text + dropped + "."
 
 
-def findings(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) -> list[str]:
-    """The verdict sentences of one family, one per comparison, or one saying why there is none."""
+def findings(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: str,
+             across_settings: bool = False) -> list[str]:  # fmt: skip
+    """The verdict sentences of one family, one per comparison, or one saying why there is none.
+    ``across_settings``: each group at its own chosen setting (the best-settings family)."""
     s = summary.dropna(subset=["final_test_acc_mean"])
     if s.empty:
         return ["No run completed, so there is nothing to compare."]
@@ -75,8 +77,11 @@ def findings(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) ->
     needed = a.get("seeds_to_settle")
     needed = int(needed) if isinstance(needed, (int, float)) and not math.isnan(needed) else None
     needed = needed if needed is None or needed <= V.MAX_SEEDS_PLANNED else None
-    lines = [f"Each group against **{baseline}** at the same setting of the other keys, paired by seed (final test "
-             f"accuracy). {len(comparisons)} comparison(s), each with a difference test and an equivalence test "
+    whom = (f"Each activation at its chosen setting against **{baseline}** at its own chosen setting (the choice "
+            "made on validation, before any test), paired by seed" if across_settings else
+            f"Each group against **{baseline}** at the same setting of the other keys, paired by seed")  # fmt: skip
+    lines = [f"{whom} (final test accuracy). {len(comparisons)} comparison(s), each with a difference test and an "
+             "equivalence test "
              f"(TOST, margin ±{pts(a.get('margin', math.nan))} points), all {2 * len(comparisons)} tests "
              f"Holm-corrected together at alpha {V.ALPHA}. Any verdict other than undecided needs at least "
              f"{a.get('min_pairs')} paired seeds here (below that even the same sign on every seed is within "
@@ -85,7 +90,7 @@ def findings(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) ->
     for _, row in comparisons.sort_values("group", key=lambda c: c.map(rank), kind="stable").iterrows():
         name, base = _act(summary, row["group"]), _act(summary, row["baseline"])
         setting = str(row["group"]).partition(", ")[2]
-        same = setting and setting == str(row["baseline"]).partition(", ")[2]
+        same = setting and setting == str(row["baseline"]).partition(", ")[2] and not across_settings
         if setting and not same:
             name, base = row["group"], row["baseline"]
         lines.append(f"- {setting + ': ' if same else ''}" + comparison_sentence(row, name, base, needed))
@@ -279,7 +284,7 @@ def _best_section(sweep: Sweep, best: pd.DataFrame) -> list[str]:
     if why_no_test:
         out += [f"No verdicts here: {why_no_test}.", ""]
     else:
-        out += [*findings(best, best.attrs["comparisons"], best.attrs["baseline"]), ""]
+        out += [*findings(best, best.attrs["comparisons"], best.attrs["baseline"], across_settings=True), ""]
     return out
 
 

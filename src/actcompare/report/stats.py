@@ -53,7 +53,7 @@ def compare(a: Mapping[Any, float], b: Mapping[Any, float], margin: float) -> di
                            "seeds_dropped": dropped, "p_diff": math.nan, "p_equiv": math.nan, "margin": margin,
                            "why": ""}  # fmt: skip
     if not a or not b:
-        out["why"] = "no completed run on one side"
+        out["why"] = "no counted run on one side (failed, diverged or never learned: see the runs table)"
     elif len(d) == 0:
         out["why"] = "no seed completed on both sides"
     elif len(d) == 1:
@@ -269,11 +269,12 @@ def best_settings(sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs:
         why_no_test = ("the activations had different numbers of settings to choose from ("
                        + ", ".join(f"{a}: {n}" for a, n in budgets.items())
                        + "): a best of many beats a best of few by selection alone, so no test is made")  # fmt: skip
-    best.attrs.update(baseline=baseline, why_no_test=why_no_test, margin=margin,
-                      chosen_on="validation" if sweep.selected_on == "val" else "test")  # fmt: skip
+    attrs = dict(baseline=baseline, why_no_test=why_no_test, margin=margin,
+                 chosen_on="validation" if sweep.selected_on == "val" else "test")  # fmt: skip
     if why_no_test:
-        best.attrs["comparisons"] = pd.DataFrame(columns=COMPARISON_COLUMNS)
-        return best.sort_values("final_test_acc_mean", ascending=False, na_position="last")
+        best = best.sort_values("final_test_acc_mean", ascending=False, na_position="last")
+        best.attrs.update(attrs, comparisons=pd.DataFrame(columns=COMPARISON_COLUMNS))
+        return best
     acts = dict(zip(best.index, best["activation"], strict=True))
     base_group = next(g for g, a in acts.items() if a == baseline)
     order = [base_group, *(g for g in best.index if g != base_group)]
@@ -284,5 +285,6 @@ def best_settings(sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs:
     vs = comp[comp["baseline"] == base_group].set_index("group").drop(columns=["why"])
     best = best.join(vs)
     best["baseline"] = best["baseline"].fillna(base_group)
-    best.attrs["comparisons"] = comp
-    return _sort(best, [])
+    best = _sort(best, [])  # a new frame: the attrs go on last
+    best.attrs.update(attrs, comparisons=comp)
+    return best
