@@ -353,3 +353,17 @@ def test_build_report_writes_the_headline_figures(paired: Path, tmp_path: Path) 
     for name in ("forest.png", "diff_curves.png"):
         assert name in written and (tmp_path / "r" / name).read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / "r" / name).with_suffix(".pdf").exists()
+
+
+def test_plot_activations_command_draws_packaged_and_own_configs(tmp_path: Path, capsys) -> None:
+    """actcompare-plot-activations: the packaged configs, one of a --config-dir, a typo refused."""
+    from actcompare.report.shapes import main
+
+    (tmp_path / "conf" / "activation").mkdir(parents=True)
+    own = "name: my_swish\nmodule:\n  _target_: torch.nn.SiLU\n"
+    (tmp_path / "conf" / "activation" / "my_swish.yaml").write_text(own)
+    out = tmp_path / "shapes.png"
+    assert main(["--out", str(out), "--config-dir", str(tmp_path / "conf"), "relu", "my_swish"]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG") and out.with_suffix(".pdf").is_file()
+    assert main(["relux"]) == 2
+    assert "unknown activation(s) relux; available: elu" in capsys.readouterr().err

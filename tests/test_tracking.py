@@ -78,6 +78,8 @@ def test_scalars_per_epoch_and_hparams_with_final_metrics(tmp_path: Path) -> Non
     assert hparams["seed"] == 3 and hparams["epochs"] == 2
     assert hparams["model.hidden_sizes"] == "[32, 32]"
     assert hparams["status"] == "completed"
+    assert hparams["optimizer"] == "Adam"  # the class, not torch.optim.Adam's path or Hydra's _partial_
+    assert not [k for k in hparams if "_partial_" in k or "_target_" in k or k == "optimizer.fused"], hparams
     for bookkeeping in ("device", "threads", "tracker", "objective", "data.root", "resume"):
         assert bookkeeping not in hparams, bookkeeping
     # ... with the final metrics, so the HPARAMS table compares runs by them

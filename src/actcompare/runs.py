@@ -92,6 +92,19 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     return canonical(out)
 
 
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {"a.b": leaf}; lists become JSON text, so that they compare and print.
+    The one flattening of a config: the report's grouping and the tracker's HParams both use it."""
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    if isinstance(node, (list, tuple)):
+        return {prefix[:-1]: json.dumps(node)}
+    return {prefix[:-1]: node}
+
+
 def run_id(config: Mapping[str, Any]) -> str:
     """A short stable hash of identity(config): equal for the same run wherever it was recorded."""
     text = json.dumps(identity(config), sort_keys=True, default=str, separators=(",", ":"))

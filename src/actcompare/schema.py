@@ -213,6 +213,7 @@ Usage:
   actcompare [key=value ...]              one run (also: python run.py, python -m actcompare)
   actcompare -m activation=relu,tanh ...  a sweep: one run per combination, then a report
   actcompare-report <sweep dir> ...       rebuild or merge reports from disk
+  actcompare-plot-activations [name ...]  draw the activations and their derivatives
 
 Keys (key, default, meaning). Set one with key=value, sweep it with key=a,b,c under -m:
   {"key":<{width}}{"default":<{dwidth}}meaning
@@ -295,7 +296,7 @@ def unknown_key(key: str, siblings: Iterable[str], root: DictConfig | None = Non
         same_name = [k for k in everywhere if k.rpartition(".")[2] == name and not k.startswith("hydra.")]
         guess = min(same_name, key=len) if same_name else None
     hint = f" (did you mean '{guess}'?)" if guess else ""
-    return f"unknown key '{key}'{hint}; `python run.py --help` lists every key"
+    return f"unknown key '{key}'{hint}; `actcompare --help` lists every key"
 
 
 def _positive(value: Any) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError
-from .runs import FINAL_METRICS, ID_COLUMNS, METRIC_COLUMNS, VALIDATION_METRICS, identity
+from .runs import FINAL_METRICS, ID_COLUMNS, METRIC_COLUMNS, VALIDATION_METRICS, flatten, identity
 
 SUBDIR = "tensorboard"
 FINAL_TAG = "final/"  # HParams metrics: final/test_acc, ... (per-epoch scalars use the bare column name)
@@ -54,19 +54,22 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
-    """Nested config -> {dotted key: scalar}; lists and None become text (HParams takes scalars)."""
+# Keys of the identity that say how, not what, a run computed (the same model either way): left
+# out of the HParams table, where they would only add columns.
+IMPLEMENTATION_KEYS = ("optimizer.fused", "optimizer.foreach", "optimizer.capturable", "optimizer.differentiable")
+
+
+def hparams(config: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
+    """The run's identity as HParams takes it: dotted keys, scalars only (None as "null"); the
+    optimizer as its class name (Adam), Hydra's own keys (_partial_, _target_ of a module) and
+    implementation switches left out."""
     out: dict[str, bool | int | float | str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        elif isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        elif value is None:
-            out[name] = "null"
-        else:
-            out[name] = str(value)
+    for key, value in flatten(identity(config)).items():
+        parts = key.split(".")
+        if parts[-1] == "_target_" and len(parts) == 2:  # optimizer._target_ -> optimizer: Adam
+            out[parts[0]] = str(value).rsplit(".", 1)[-1]
+        elif not any(p.startswith("_") for p in parts) and key not in IMPLEMENTATION_KEYS:
+            out[key] = "null" if value is None else value if isinstance(value, (bool, int, float, str)) else str(value)
     return out
 
 
@@ -110,8 +113,8 @@ class TensorBoardTracker:
             return
         self.closed = True
         try:
-            hparams = flatten(identity(self.config))
-            hparams["status"] = str(record.get("status"))
+            values = hparams(self.config)
+            values["status"] = str(record.get("status"))
             final = record.get("final") or {}
             metrics = {}
             for name in (*FINAL_METRICS, *VALIDATION_METRICS):
@@ -119,7 +122,7 @@ class TensorBoardTracker:
                 if value is not None and math.isfinite(value):
                     metrics[FINAL_TAG + name] = value
             # run_name=".": the HParams session is this run's own folder, next to its scalars.
-            self.writer.add_hparams(hparams, metrics, run_name=".")
+            self.writer.add_hparams(values, metrics, run_name=".")
         finally:
             self.writer.close()
 

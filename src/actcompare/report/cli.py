@@ -1,8 +1,10 @@
 """Rebuild a sweep report from the files on disk; several sweep folders merge into one report.
 
-    python scripts/report.py outputs/sweeps/2026-11-22/10-00-00
-    python scripts/report.py <sweep_a> <sweep_b> --out outputs/reports/merged
-    python scripts/report.py <sweep> --baseline tanh --all-pairs
+    actcompare-report outputs/sweeps/2026-11-22/10-00-00
+    actcompare-report <sweep_a> <sweep_b> --out outputs/reports/merged
+    actcompare-report <sweep> --baseline tanh --all-pairs --margin 0.2
+
+(In a checkout without installing: python scripts/report.py ...)
 
 Exit codes: 0 report written (a malformed run is skipped with a one-line warning naming its file);
 2 nothing could be reported (one line on stderr saying why).
@@ -20,7 +22,7 @@ from pathlib import Path
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="actcompare-report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("sweep_dirs", nargs="+", help="sweep (or run) folders written by run.py")
+    parser.add_argument("sweep_dirs", nargs="+", help="sweep (or run) folders written by actcompare -m")
     parser.add_argument("--out", help="where to write the report: a new or empty folder, or one holding an earlier "
                         "report, which this one replaces (default: the sweep folder when one sweep folder is given, "
                         "else outputs/reports/<date>/<time>)")  # fmt: skip

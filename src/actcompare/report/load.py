@@ -203,18 +203,6 @@ def check_examples(path: Path) -> str | None:
 # ---------------------------------------------------------------- identity and groups
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a.b": leaf}; lists become JSON text so that they compare and print."""
-    if isinstance(node, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out
-    if isinstance(node, (list, tuple)):
-        return {prefix[:-1]: json.dumps(node)}
-    return {prefix[:-1]: node}
-
-
 def identity_key(config: Mapping[str, Any]) -> str:
     """runs.run_id: a key set to null counts as absent, so that a record written before a new
     (null by default) config key existed matches a re-run of the same config after it."""
@@ -393,7 +381,7 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
     all_dirs = find_run_dirs(paths)
     if not all_dirs:
         raise UserError(f"no runs (run.json files) found in {', '.join(map(str, paths))}: "
-                        "give a folder written by 'python run.py -m ...'")  # fmt: skip
+                        "give a folder written by 'actcompare -m ...'")  # fmt: skip
     run_dirs = list(dict.fromkeys(d.resolve() for d in all_dirs))
     name = run_namer(paths, run_dirs)
 
@@ -462,7 +450,7 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))  # fmt: skip
 
     records = [r[1] for r in rows]
-    group_cols, settings = _group_cols(records, [flatten(R.identity(r["config"])) for r in records])
+    group_cols, settings = _group_cols(records, [R.flatten(R.identity(r["config"])) for r in records])
     table = []
     for (d, record, outcome, note, diverged_epoch, metrics, diag), setting in zip(rows, settings, strict=True):
         act = _activation_name(record)

@@ -1,0 +1,100 @@
+"""How long does a whole sweep take from the command to the report, against the tutorial-style script
+doing the same trainings, and how much memory does it take?
+
+    python benchmarks/sweep.py --epochs 10                                # 4 and 12 runs, every variant
+    python benchmarks/sweep.py --epochs 10 --runs 12 --variants fused     # on a GPU
+
+For each --runs N (the default comparison's 4 activations x N/4 seeds) and variant, one child
+process, timed from start to exit with its peak RSS: ``tutorial`` = tutorial_sweep.py; ``fused``,
+``basic``, ``joblib2`` = ``python -m actcompare -m ...`` with the default fused launcher,
+hydra/launcher=basic, and hydra/launcher=joblib with 2 jobs. --rounds repeats them, order rotated,
+and keeps each variant's fastest. Also: the import time of torch, and the peak RSS of one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from _timing import COMPARISON, OUT_DIR, parser, run_child, session
+
+TUTORIAL = str(Path(__file__).with_name("tutorial_sweep.py"))
+LAUNCHERS = {"fused": [], "basic": ["hydra/launcher=basic"],
+             "joblib2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}  # fmt: skip
+
+
+def command(variant: str, n_runs: int, folder: Path, args) -> list[str]:
+    seeds = ",".join(str(s) for s in range(n_runs // len(COMPARISON)))
+    if variant == "tutorial":
+        return [sys.executable, TUTORIAL, args.data_root, str(args.epochs), str(args.batch_size), args.device, seeds]
+    return [sys.executable, "-m", "actcompare", "-m", "activation=" + ",".join(COMPARISON), f"seed={seeds}",
+            f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"device={args.device}", *LAUNCHERS[variant],
+            f"hydra.sweep.dir={folder}"]  # fmt: skip
+
+
+def check(folder: Path, n_runs: int) -> str:
+    """What a sweep left: completed runs, engines, mean final test accuracy; '!' when incomplete."""
+    records = [json.loads(p.read_text()) for p in folder.glob("*/run.json")]
+    done = [r for r in records if r.get("status") == "completed"]
+    text = f"{len(done)}/{n_runs} completed, engine {'+'.join(sorted({str(r.get('engine')) for r in records}))}"
+    if done:
+        text += f", mean test acc {100 * statistics.fmean(r['final']['test_acc'] for r in done):.2f} %"
+    return text if len(done) == n_runs and (folder / "report.md").is_file() else "! " + text
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__)
+    p.add_argument("--runs", default="4,12", help="sweep sizes, multiples of 4 (default 4,12)")
+    p.add_argument("--variants", default="tutorial,fused,basic,joblib2", help="which commands to time (default all)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat, order rotated; the fastest is kept (default 1)")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the sweeps' folders and logs")
+    args = p.parse_args(argv)
+    sizes, variants = [int(n) for n in args.runs.split(",")], args.variants.split(",")
+    if any(n < 4 or n % 4 for n in sizes) or not set(variants) <= {"tutorial", *LAUNCHERS}:
+        p.error("--runs: multiples of 4; --variants: tutorial, fused, basic, joblib2")
+    env = {**os.environ, "MNIST_ROOT": args.data_root}
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="tmp-sweep-", dir=OUT_DIR))
+    try:
+        with session("sweep", args) as (res, _, _):
+            res.add("import_torch", run_child([sys.executable, "-c", "import torch, torchvision"], tmp / "import.log",
+                                              env).wall, "s", "python -c 'import torch, torchvision'")  # fmt: skip
+            for n in sizes:
+                print(f"\n  {n} runs ({len(COMPARISON)} activations x {n // len(COMPARISON)} seeds) x {args.epochs} "
+                      f"epochs, {args.rounds} round(s)", flush=True)  # fmt: skip
+                best = {}
+                for r in range(args.rounds):
+                    for v in variants[r % len(variants):] + variants[: r % len(variants)]:
+                        folder = tmp / f"sweep{n}_{v}_{r}"
+                        use = run_child(command(v, n, folder, args), folder.with_suffix(".log"), env)
+                        note = f"cpu {use.cpu:.0f} s, RSS {use.rss_mib:.0f} MiB"
+                        print(f"    {v}: {use.wall:.1f} s ({note}"
+                              + ("" if v == "tutorial" else f"; {check(folder, n)}") + ")", flush=True)  # fmt: skip
+                        if use.rc == 0 and (v not in best or use.wall < best[v].wall):
+                            best[v] = use
+                for v in variants:
+                    use = best.get(v)
+                    res.add(f"sweep{n}_wall_{v}", use.wall if use else float("nan"), "s", "fastest round")
+                    res.add(f"sweep{n}_peak_rss_{v}", use.rss_mib if use else float("nan"), "MiB",
+                            "ru_maxrss of its largest process")  # fmt: skip
+                    if v != "tutorial" and use and "tutorial" in best:
+                        res.add(f"sweep{n}_ratio_tutorial_over_{v}", best["tutorial"].wall / use.wall, "x")
+            one = run_child([sys.executable, "-m", "actcompare", "epochs=1", f"batch_size={args.batch_size}",
+                             f"device={args.device}", f"hydra.run.dir={tmp / 'one_run'}"],
+                            tmp / "one_run.log", env)  # fmt: skip
+            res.add("peak_rss_one_run", one.rss_mib, "MiB", "actcompare epochs=1")
+            res.add("wall_one_run", one.wall, "s", f"actcompare epochs=1 (cpu {one.cpu:.1f} s)")
+    finally:
+        if args.keep_tmp:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
