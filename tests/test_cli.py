@@ -119,6 +119,11 @@ def test_sweep_exits_zero(procs) -> None:
     res, _ = result(procs, "sweep")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
+    # the end-of-sweep table: percent with the spread over seeds, and each group's verdict
+    table = res.stdout.split("Sweep finished: ")[1]
+    assert "test acc %" in table and "verdict" in table and "baseline" in table, table
+    tanh = next(line for line in table.splitlines() if line.strip().startswith("tanh"))
+    assert " ± " in tanh and "undecided" in tanh and "nan" not in tanh.lower(), tanh
 
 
 def test_sweep_job_folders_and_files(procs) -> None:

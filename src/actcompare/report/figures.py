@@ -347,7 +347,8 @@ def plot_curves(sweep: Sweep, metric: str, ylabel: str, path: Path, log: bool) -
         if log and zoom and min(zoom) > 0:
             ax.set_yscale("log")
             lo, hi = min(zoom), max(zoom)
-            ax.set_ylim(lo / (hi / lo) ** 0.05, hi * (hi / lo) ** 0.05)
+            pad = (hi / lo) ** 0.05 if hi > lo else 1.1  # one point (one epoch, one run): a band around it
+            ax.set_ylim(lo / pad, hi * pad)
         elif zoom:
             _ylim_from(ax, zoom, floor=0.0 if metric.endswith("_acc") else None)
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -129,6 +129,8 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")):
+            _quiet_optuna()
         self.judge = report_options(config)
         self.before = {p.name for p in self.sweep_dir.iterdir()} if self.sweep_dir.is_dir() else None
         # The sweeper rewrites multirun.yaml next; a refused sweep puts the earlier one back.
@@ -230,15 +232,50 @@ class SweepCallback(Callback):
                 self.lock.release()
 
 
+def _quiet_optuna() -> None:
+    """Optuna's own INFO lines and its 'experimental feature' warning repeat what the sweeper logs:
+    warnings and errors only (each trial's result is in its run folder and the report)."""
+    import warnings
+
+    try:
+        import optuna
+    except ImportError:
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def _print_summary(sweep_dir: Path) -> None:
-    """Where the files are and a short table: what a user wants to see when a sweep ends."""
+    """Where the files are and a short table: each group's runs, accuracy in percent (mean ± sd; no
+    sd from one seed) and its verdict against the baseline. The report says how it was reached."""
+    import math
+
     import pandas as pd
 
     try:
         summary = pd.read_csv(sweep_dir / "summary.csv")
     except (OSError, ValueError):
         return
-    cols = [c for c in summary.columns if c in ("activation", "n", "completed", "final_test_acc_mean",
-                                                 "final_test_acc_std", "test_acc_mean", "test_acc_std")]  # fmt: skip
-    table = summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}") if cols else ""
+
+    def pct(row: Any) -> str:
+        mean, sd = row.get("final_test_acc_mean"), row.get("final_test_acc_std")
+        if not isinstance(mean, float) or math.isnan(mean):
+            return "–"
+        return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f}" if isinstance(sd, float) and not math.isnan(sd) else "")
+
+    def versus(row: Any) -> str:
+        if row.get("group") == row.get("baseline"):
+            return "baseline"
+        diff = row.get("diff")
+        if not isinstance(diff, float) or math.isnan(diff):
+            return "–"
+        lo, hi = row.get("diff_ci_low"), row.get("diff_ci_high")
+        ci = f" [{100 * lo:+.2f}, {100 * hi:+.2f}]" if isinstance(lo, float) and not math.isnan(lo) else ""
+        return f"{100 * diff:+.2f}{ci}"
+
+    rows = [{"group": r.get("group", r.get("activation")), "runs counted": r.get("completed"),
+             "test acc %": pct(r), "vs baseline, points": versus(r),
+             "verdict": r.get("verdict") if isinstance(r.get("verdict"), str) else ""}
+            for r in summary.to_dict("records")]  # fmt: skip
+    table = pd.DataFrame(rows).to_string(index=False) if rows else ""
     print(f"\nSweep finished: {sweep_dir}\n{table}\nreport: {sweep_dir / 'report.md'}", flush=True)
