@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from actcompare import runs
+
 # In this process, one torch thread: the tests' networks are tiny, and run.py processes started
 # by the tests may be using the other cores (several threads per process then oversubscribe them).
 torch.set_num_threads(1)
@@ -300,7 +302,7 @@ def write_run(
               "choices": {"activation": activation}, "config": cfg, "epochs_completed": n, "final": final,
               "error": "boom" if status == "failed" else None, "started": f"2026-01-01T00:00:{seed:02d}",
               "git_commit": "abc", "torch": "2", "device": "cpu"}  # fmt: skip
-    (folder / "run.json").write_text(json.dumps(record))
+    runs.write_record(folder / "run.json", record)  # the recorder's own writer
     return folder
 
 

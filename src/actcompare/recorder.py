@@ -18,7 +18,6 @@ import functools
 import io
 import json
 import logging
-import math
 import os
 import platform
 import subprocess
@@ -30,7 +29,7 @@ from typing import Any
 
 from . import runs
 from .errors import ConfigError, UserError
-from .files import atomic_path, atomic_write
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -115,31 +114,19 @@ class CsvLog:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return runs.read_record(path)
+    except runs.BadRecord:
         return None
-    return record if isinstance(record, dict) else None
 
 
 def consistent(out_dir: Path, record: dict) -> str | None:
-    """Why metrics.csv disagrees with run.json (None when they agree)."""
+    """Why metrics.csv disagrees with run.json (None when they agree): runs.final_disagreement."""
     try:
         with (out_dir / "metrics.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
     except (OSError, csv.Error) as err:
         return f"metrics.csv unreadable ({err})"
-    if len(rows) != record.get("epochs_completed"):
-        return f"metrics.csv has {len(rows)} rows, run.json says {record.get('epochs_completed')} epochs"
-    final = record.get("final") or {}
-    last = rows[-1] if rows else {}
-    for key in runs.FINAL_METRICS:
-        try:
-            a, b = float(last.get(key)), float(final.get(key))
-        except (TypeError, ValueError):
-            return f"metrics.csv's last {key} is not a number"
-        if not (a == b or math.isclose(a, b, rel_tol=1e-9) or (math.isnan(a) and math.isnan(b))):
-            return f"metrics.csv's last {key} {a} differs from run.json's {b}"
-    return None
+    return runs.final_disagreement(record, len(rows), rows[-1] if rows else {})
 
 
 def difference(theirs: dict, ours: dict) -> str:
@@ -245,7 +232,7 @@ class RunRecorder:
     def _json(self) -> None:
         path = self.out / "run.json"
         try:
-            atomic_write(path, json.dumps(self.record, indent=2, default=str) + "\n")
+            runs.write_record(path, self.record)
         except OSError as err:
             raise _cannot_write(path, err) from None
 

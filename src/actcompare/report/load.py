@@ -47,11 +47,7 @@ def never_learned(record: Mapping[str, Any]) -> bool:
     return isinstance(acc, (int, float)) and math.isfinite(acc) and acc < NOT_LEARNING_ACC
 
 
-class BadFile(Exception):
-    """A file that cannot be trusted; the message is one line naming it."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        super().__init__(f"{path}: {what}")
+BadFile = R.BadRecord  # a file that cannot be trusted; the message is one line naming it
 
 
 @dataclass
@@ -85,21 +81,7 @@ def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return dirs
 
 
-def read_record(path: Path) -> dict:
-    """run.json as a dict, or BadFile."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as err:
-        raise BadFile(path, f"cannot be read ({err})") from None
-    except json.JSONDecodeError as err:
-        raise BadFile(path, f"is not valid JSON (truncated?): {err.msg} at line {err.lineno}") from None
-    if not isinstance(record, dict):
-        raise BadFile(path, f"holds a JSON {type(record).__name__}, not an object")
-    if not isinstance(record.get("config"), dict):
-        raise BadFile(path, "has no 'config' object (the resolved config of the run)")
-    if not isinstance(record.get("status"), str):
-        raise BadFile(path, "has no 'status'")
-    return record
+read_record = R.read_record
 
 
 def read_metrics(path: Path, finished: bool) -> tuple[pd.DataFrame, str | None]:
@@ -303,21 +285,10 @@ def _check_labels(table: list[dict], records: list[dict]) -> None:
 
 
 def _disagreement(record: dict, df: pd.DataFrame) -> str | None:
-    """Why a completed run's metrics.csv and run.json disagree, or None."""
-    n = record.get("epochs_completed")
-    if isinstance(n, int) and len(df) != n:
-        return f"metrics.csv has {len(df)} epoch row(s), run.json says {n} epoch(s) completed"
+    """Why a completed run's metrics.csv and run.json disagree, or None (runs.final_disagreement)."""
     if len(df) and not df["epoch"].is_monotonic_increasing:
         return "metrics.csv epochs are out of order (two writers?)"
-    final = record.get("final") if isinstance(record.get("final"), Mapping) else {}
-    if not len(df):
-        return "metrics.csv has no epoch rows"
-    last = df.iloc[-1]
-    for key in R.FINAL_METRICS:
-        want = final.get(key)
-        if isinstance(want, (int, float)) and not math.isclose(float(last[key]), want, rel_tol=1e-6, abs_tol=1e-9):
-            return f"final {key} in metrics.csv ({last[key]:.6g}) differs from run.json ({want:.6g})"
-    return None
+    return R.final_disagreement(record, len(df), df.iloc[-1].to_dict() if len(df) else {})
 
 
 def _first_diverged_epoch(df: pd.DataFrame) -> tuple[int | None, str | None]:

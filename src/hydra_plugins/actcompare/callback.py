@@ -209,11 +209,13 @@ class SweepCallback(Callback):
                 self._clean_up()
             return
         try:
+            from actcompare import runs
+
             statuses = []
             for path in self.sweep_dir.rglob("run.json"):
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    statuses.append(json.loads(path.read_text()).get("status"))
-            if statuses and "interrupted" not in statuses and "running" not in statuses:
+                with contextlib.suppress(runs.BadRecord):  # the report names a malformed one
+                    statuses.append(runs.read_record(path)["status"])
+            if statuses and runs.INTERRUPTED not in statuses and runs.RUNNING not in statuses:
                 failed, problem = self._report(summary=False)
                 if problem:
                     print(f"error: no sweep report: {problem}", file=sys.stderr)
