@@ -335,23 +335,15 @@ def _as_int(value: Any) -> int | None:
 # ---------------------------------------------------------------- validate
 
 
-def validate(cfg: DictConfig) -> list[str]:
-    """Every problem with a composed config, one readable line each (empty list = valid)."""
-    import torch  # here, not at the top: `import actcompare` stays light (Ctrl-C during imports, --help)
+# ---------------------------------------------------------------- validate: a table of named checks
+# Each check takes the composed config and returns its problems, one readable line each.
 
-    problems: list[str] = []
 
-    def need_positive(key: str, allow_none: bool = False) -> None:
-        value = OmegaConf.select(cfg, key)
-        if value is None and allow_none:
-            return
-        if not _positive(value):
-            allowed = "a number > 0" + (" or null (all)" if allow_none else "")
-            problems.append(f"{key}={value!r} is not allowed: use {allowed}")
-
-    # `+key=value` gets past Hydra's struct check; a key the schema does not know would then be
-    # silently ignored (a typo like +epoch=3 trains 10 epochs), so name it. The optimizer and
-    # activation.module nodes are free-form kwargs, checked against their class further down.
+def _check_unknown_keys(cfg: DictConfig) -> list[str]:
+    """`+key=value` gets past Hydra's struct check; a key the schema does not know would then be
+    silently ignored (a typo like +epoch=3 trains 10 epochs), so name it. The optimizer and
+    activation.module nodes are free-form kwargs, checked against their class (_check_classes)."""
+    problems = []
     for node, schema in (("", Config), ("model", ModelConf), ("data", DataConf), ("activation", ActivationConf)):
         sub = OmegaConf.select(cfg, node) if node else cfg
         known = {f.name for f in fields(schema)} | ({"hydra"} if not node else set())  # the sweeper's composes
@@ -362,19 +354,33 @@ def validate(cfg: DictConfig) -> list[str]:
                     problem = (f"unknown key 'activation.{key}': activation has only name and module; a keyword "
                                f"argument of the module goes under activation.module (+activation.module.{key}=...)")
                 problems.append(problem)
-    for key in ("epochs", "batch_size", "model.width"):
-        need_positive(key)
-    for key in ("data.train_samples", "data.test_samples", "data.val_samples", "model.depth", "threads"):
-        need_positive(key, allow_none=True)
-    need_positive("optimizer.lr")
-    need_positive("report.margin")
+    return problems
 
+
+def _check_positive(cfg: DictConfig) -> list[str]:
+    problems = []
+    optional = ("data.train_samples", "data.test_samples", "data.val_samples", "model.depth", "threads")
+    for key in ("epochs", "batch_size", "model.width", "optimizer.lr", "report.margin", *optional):
+        value = OmegaConf.select(cfg, key)
+        if value is None and key in optional:
+            continue
+        if not _positive(value):
+            allowed = "a number > 0" + (" or null (all)" if key in optional else "")
+            problems.append(f"{key}={value!r} is not allowed: use {allowed}")
+    return problems
+
+
+def _check_seed(cfg: DictConfig) -> list[str]:
     seed = OmegaConf.select(cfg, "seed")
     if _as_int(seed) is None or not 0 <= seed <= SEED_MAX:
-        problems.append(f"seed={seed} is not allowed: use an integer from 0 to {SEED_MAX} "
-                        "(torch keeps only 32 bits of a seed, so larger ones would repeat smaller ones)")  # fmt: skip
+        return [f"seed={seed} is not allowed: use an integer from 0 to {SEED_MAX} "
+                "(torch keeps only 32 bits of a seed, so larger ones would repeat smaller ones)"]  # fmt: skip
+    return []
 
-    # Sample counts beyond what MNIST holds would silently train on less than the config says.
+
+def _check_data(cfg: DictConfig) -> list[str]:
+    """Sample counts beyond what MNIST holds would silently train on less than the config says."""
+    problems = []
     train_n, test_n, val_n = (_as_int(OmegaConf.select(cfg, f"data.{s}_samples")) for s in ("train", "test", "val"))
     if train_n is not None and train_n > SPLIT_SIZES["train"]:
         problems.append(f"data.train_samples={train_n} is more than MNIST's {SPLIT_SIZES['train']} training images: "
@@ -388,22 +394,31 @@ def validate(cfg: DictConfig) -> list[str]:
     root = OmegaConf.select(cfg, "data.root")
     if root is not None and not str(root).strip():
         problems.append("data.root is empty: name the folder that holds MNIST/raw/ (or leave MNIST_ROOT unset: ./data)")
+    return problems
 
+
+def _check_model(cfg: DictConfig) -> list[str]:
     sizes = cfg.model.hidden_sizes if cfg.model.depth is None else None
-    if sizes is not None:
-        if len(sizes) == 0:
-            problems.append(
-                "model.hidden_sizes=[] has no hidden layer, so no activation is ever applied: "
-                "give at least one width, e.g. model.hidden_sizes=[128,128]"
-            )
-        elif any(h <= 0 for h in sizes):
-            problems.append(f"model.hidden_sizes={list(sizes)} is not allowed: widths must be > 0")
+    if sizes is not None and len(sizes) == 0:
+        return ["model.hidden_sizes=[] has no hidden layer, so no activation is ever applied: "
+                "give at least one width, e.g. model.hidden_sizes=[128,128]"]  # fmt: skip
+    if sizes is not None and any(h <= 0 for h in sizes):
+        return [f"model.hidden_sizes={list(sizes)} is not allowed: widths must be > 0"]
+    return []
 
+
+def _check_activation_name(cfg: DictConfig) -> list[str]:
     name = OmegaConf.select(cfg, "activation.name")
     why = safe_label(str(name)) if isinstance(name, str) else "it must be a string"
-    if why:
-        problems.append(f"activation.name={name} is not allowed: {why}")
+    return [f"activation.name={name} is not allowed: {why}"] if why else []
 
+
+def _check_classes(cfg: DictConfig) -> list[str]:
+    """activation.module and optimizer name importable classes of the right kind, with keyword
+    arguments the class takes."""
+    import torch  # here, not at the top: `import actcompare` stays light (Ctrl-C during imports, --help)
+
+    problems = []
     classes = (("activation.module", torch.nn.Module, ()), ("optimizer", torch.optim.Optimizer, ("params",)))
     for key, base, skip in classes:
         target = OmegaConf.select(cfg, f"{key}._target_")
@@ -421,25 +436,52 @@ def validate(cfg: DictConfig) -> list[str]:
         node = OmegaConf.select(cfg, key)
         if isinstance(node, DictConfig):
             problems.extend(_kwargs_problems(key, cls, node, skip))
+    return problems
 
+
+def _check_tracker_and_objective(cfg: DictConfig) -> list[str]:
+    problems = []
     tracker = OmegaConf.select(cfg, "tracker")
-    if tracker is not None:
-        if tracker not in TRACKERS:
-            problems.append(f"tracker={tracker} is not allowed: use null (off) or {', '.join(TRACKERS)}")
-        elif importlib.util.find_spec(tracker) is None:
-            problems.append(f"tracker={tracker} needs the {tracker} package: pip install 'actcompare[{tracker}]'")
+    if tracker is not None and tracker not in TRACKERS:
+        problems.append(f"tracker={tracker} is not allowed: use null (off) or {', '.join(TRACKERS)}")
+    elif tracker is not None and importlib.util.find_spec(tracker) is None:
+        problems.append(f"tracker={tracker} needs the {tracker} package: pip install 'actcompare[{tracker}]'")
     objective = OmegaConf.select(cfg, "objective")
     if objective not in OBJECTIVES:
         problems.append(f"objective={objective} is not allowed: use one of {', '.join(OBJECTIVES)}")
-    elif str(objective).startswith("val_") and not val_n:
+    elif str(objective).startswith("val_") and not _as_int(OmegaConf.select(cfg, "data.val_samples")):
         problems.append(f"objective={objective} needs a validation split: set data.val_samples=<N>")
+    return problems
+
+
+def _check_device(cfg: DictConfig) -> list[str]:
+    import torch
 
     device = cfg.device.value if isinstance(cfg.device, Device) else str(cfg.device)
     if device == "cuda" and not torch.cuda.is_available():
-        problems.append("device=cuda but this machine has no CUDA GPU: use device=auto or cpu")
+        return ["device=cuda but this machine has no CUDA GPU: use device=auto or cpu"]
     if device == "mps" and not torch.backends.mps.is_available():
-        problems.append("device=mps but MPS is not available here: use device=auto or cpu")
-    return problems
+        return ["device=mps but MPS is not available here: use device=auto or cpu"]
+    return []
+
+
+CHECKS = {  # name -> check; validate() runs them in this order
+    "unknown keys": _check_unknown_keys,
+    "positive numbers": _check_positive,
+    "seed": _check_seed,
+    "data sizes": _check_data,
+    "model shape": _check_model,
+    "activation name": _check_activation_name,
+    "classes and their arguments": _check_classes,
+    "tracker and objective": _check_tracker_and_objective,
+    "device": _check_device,
+}
+
+
+def validate(cfg: DictConfig) -> list[str]:
+    """Every problem with a composed config, one readable line each (empty list = valid): the
+    problems of every check in CHECKS."""
+    return [problem for check in CHECKS.values() for problem in check(cfg)]
 
 
 def resolve_device(device: Device | str) -> torch.device:
