@@ -343,8 +343,22 @@ def run_namer(paths: Sequence[str | os.PathLike], run_dirs: Sequence[Path]) -> C
     return lambda d: names.get(d) or base(d)
 
 
+@dataclass
+class _Run:
+    """One run on its way into the tables: its folder, record, files and what the report makes of it."""
+
+    folder: Path
+    record: dict
+    outcome: str
+    note: str | None
+    diverged_epoch: int | None
+    metrics: pd.DataFrame
+    diagnostics: pd.DataFrame
+
+
 def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Sweep:
-    """Read every run below ``paths`` (sweep folders or run folders).
+    """Read every run below ``paths`` (sweep folders or run folders): the records (one per
+    identity), each run's outcome from its files, then the tables.
 
     Raises UserError when there is nothing usable (no folder, no runs, every run unreadable) or
     when two activation configs share a name; with ``strict`` also on the first malformed file.
@@ -355,7 +369,6 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
                         "give a folder written by 'actcompare -m ...'")  # fmt: skip
     run_dirs = list(dict.fromkeys(d.resolve() for d in all_dirs))
     name = run_namer(paths, run_dirs)
-
     problems: list[str] = []
 
     def bad(err: BadFile) -> None:
@@ -363,7 +376,30 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
             raise UserError(str(err))
         problems.append(str(err))
 
-    # 1. run.json of every folder; one record per identity.
+    def nothing_left() -> UserError:
+        return UserError(f"no readable run in {', '.join(map(str, paths))}: " + problems[0]
+                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))  # fmt: skip
+
+    kept, duplicates = _records(run_dirs, name, bad)
+    if not kept:
+        raise nothing_left()
+    activations = _check_shared_names([(name(d), r) for d, r in kept])
+    found = [run for d, record in kept if (run := _outcome(d, record, bad)) is not None]
+    if not found:
+        raise nothing_left()
+    runs, results, diagnostics, group_cols = _tables(found, name)
+    if len(diagnostics) and "inactive_frac" not in diagnostics.columns and "saturated_frac" in diagnostics.columns:
+        diagnostics = split_legacy_saturation(diagnostics, runs, activations)
+    selected_on = _per_run_metrics(runs, results)
+    return Sweep(runs=runs, results=results, diagnostics=diagnostics, group_cols=group_cols, problems=problems,
+                 duplicates=duplicates, repeated_folders=len(all_dirs) - len(run_dirs), selected_on=selected_on,
+                 activations=activations)  # fmt: skip
+
+
+def _records(run_dirs: list[Path], name: Callable[[Path], str], bad: Callable[[BadFile], None]
+             ) -> tuple[list[tuple[Path, dict]], list[tuple[str, str]]]:  # fmt: skip
+    """run.json of every folder, one record per identity (the finished and latest wins), in
+    folder order; and (dropped, kept) names of the duplicates."""
     by_id: dict[str, list[tuple[Path, dict]]] = {}
     for d in run_dirs:
         try:
@@ -379,80 +415,74 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
         kept.append(found[0])
         duplicates += [(name(d), name(found[0][0])) for d, _ in found[1:]]
     kept.sort(key=lambda dr: str(dr[0]))
-    if not kept:
-        raise UserError(f"no readable run in {', '.join(map(str, paths))}: " + problems[0]
-                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))  # fmt: skip
-    activations = _check_shared_names([(name(d), r) for d, r in kept])
+    return kept, duplicates
 
-    # 2. metrics.csv and diagnostics.csv; a malformed one costs its run (metrics) or its plot (diagnostics).
-    rows, metric_frames, diag_frames = [], [], []
-    for d, record in kept:
-        status = record["status"]
-        finished = status in R.FINISHED
-        try:
-            metrics, disagree = read_metrics(d / "metrics.csv", finished)
-        except BadFile as err:
-            bad(err)
-            continue
-        try:
-            diag = read_diagnostics(d / "diagnostics.csv")
-        except BadFile as err:
-            bad(err)
-            diag = pd.DataFrame()
-        outcome, note = status, record.get("error")
-        diverged_epoch = record.get("diverged_epoch")
-        if status == R.COMPLETED:
-            disagree = disagree or _disagreement(record, metrics)
-            epoch, why = _first_diverged_epoch(metrics)
-            if disagree:
-                outcome, note = EXCLUDED, disagree
-            elif why:
-                outcome, note, diverged_epoch = R.DIVERGED, f"recorded completed, but {why}", epoch
-            elif never_learned(record):
-                outcome, note = NOT_LEARNING, (f"final test accuracy {record['final']['test_acc']:.2%}, below "
-                                               f"{NOT_LEARNING_ACC:.0%}: it never learned (e.g. one class always)")
-            else:
-                outcome = COUNTED
-        elif status == R.DIVERGED and disagree:
-            note = f"{note + '; ' if note else ''}{disagree}"
-        rows.append((d, record, outcome, note, diverged_epoch, metrics, diag))
-    if not rows:
-        raise UserError(f"no readable run in {', '.join(map(str, paths))}: " + problems[0]
-                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))  # fmt: skip
 
-    records = [r[1] for r in rows]
+def _outcome(d: Path, record: dict, bad: Callable[[BadFile], None]) -> _Run | None:
+    """A run's files and what the report makes of it (counted, excluded, diverged, not learning,
+    or its recorded status); None when its metrics.csv is malformed (a malformed diagnostics.csv
+    costs only its plot)."""
+    status = record["status"]
+    try:
+        metrics, disagree = read_metrics(d / "metrics.csv", status in R.FINISHED)
+    except BadFile as err:
+        bad(err)
+        return None
+    try:
+        diag = read_diagnostics(d / "diagnostics.csv")
+    except BadFile as err:
+        bad(err)
+        diag = pd.DataFrame()
+    outcome, note = status, record.get("error")
+    diverged_epoch = record.get("diverged_epoch")
+    if status == R.COMPLETED:
+        disagree = disagree or _disagreement(record, metrics)
+        epoch, why = _first_diverged_epoch(metrics)
+        if disagree:
+            outcome, note = EXCLUDED, disagree
+        elif why:
+            outcome, note, diverged_epoch = R.DIVERGED, f"recorded completed, but {why}", epoch
+        elif never_learned(record):
+            outcome, note = NOT_LEARNING, (f"final test accuracy {record['final']['test_acc']:.2%}, below "
+                                           f"{NOT_LEARNING_ACC:.0%}: it never learned (e.g. one class always)")
+        else:
+            outcome = COUNTED
+    elif status == R.DIVERGED and disagree:
+        note = f"{note + '; ' if note else ''}{disagree}"
+    return _Run(d, record, outcome, note, diverged_epoch, metrics, diag)
+
+
+def _tables(found: list[_Run], name: Callable[[Path], str]
+            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:  # fmt: skip
+    """runs (one row per run), results and diagnostics (tidy, with the group columns), group_cols."""
+    records = [r.record for r in found]
     group_cols, settings = _group_cols(records, [R.flatten(R.identity(r["config"])) for r in records])
-    table = []
-    for (d, record, outcome, note, diverged_epoch, metrics, diag), setting in zip(rows, settings, strict=True):
-        act = _activation_name(record)
+    table, metric_frames, diag_frames = [], [], []
+    for run, setting in zip(found, settings, strict=True):
+        record, act = run.record, _activation_name(run.record)
         seed = record.get("seed", record["config"].get("seed"))
         table.append({
-            "run": name(d), "path": str(d), "status": record["status"], "outcome": outcome,
+            "run": name(run.folder), "path": str(run.folder), "status": record["status"], "outcome": run.outcome,
             "activation": act, **setting, "group": group_label(act, setting), "seed": seed,
-            "epochs_completed": record.get("epochs_completed", len(metrics)), "diverged_epoch": diverged_epoch,
-            "note": note, "wall_seconds": record.get("wall_seconds"), "git_commit": record.get("git_commit"),
-            "torch": record.get("torch"), "device": record.get("device"), "run_id": identity_key(record["config"]),
+            "epochs_completed": record.get("epochs_completed", len(run.metrics)),
+            "diverged_epoch": run.diverged_epoch, "note": run.note, "wall_seconds": record.get("wall_seconds"),
+            "git_commit": record.get("git_commit"), "torch": record.get("torch"), "device": record.get("device"),
+            "run_id": identity_key(record["config"]),
         })  # fmt: skip
-        for frames, df in ((metric_frames, metrics), (diag_frames, diag)):
+        for frames, df in ((metric_frames, run.metrics), (diag_frames, run.diagnostics)):
             if len(df):
                 df = df.copy()
-                df.insert(0, "run", name(d))
+                df.insert(0, "run", table[-1]["run"])
                 df.insert(1, "status", record["status"])
-                df.insert(2, "outcome", outcome)
+                df.insert(2, "outcome", run.outcome)
                 for k, v in setting.items():
                     df[k] = v
                 df["group"] = table[-1]["group"]
                 frames.append(df)
     _check_labels(table, records)
-    runs = pd.DataFrame(table)
     results = pd.concat(metric_frames, ignore_index=True) if metric_frames else pd.DataFrame()
     diagnostics = pd.concat(diag_frames, ignore_index=True) if diag_frames else pd.DataFrame()
-    if len(diagnostics) and "inactive_frac" not in diagnostics.columns and "saturated_frac" in diagnostics.columns:
-        diagnostics = split_legacy_saturation(diagnostics, runs, activations)
-    selected_on = _per_run_metrics(runs, results)
-    return Sweep(runs=runs, results=results, diagnostics=diagnostics, group_cols=group_cols, problems=problems,
-                 duplicates=duplicates, repeated_folders=len(all_dirs) - len(run_dirs), selected_on=selected_on,
-                 activations=activations)  # fmt: skip
+    return pd.DataFrame(table), results, diagnostics, group_cols
 
 
 def _per_run_metrics(runs: pd.DataFrame, results: pd.DataFrame) -> str:
