@@ -189,8 +189,14 @@ def run_child(cmd: Sequence[str], log: Path, env: dict | None = None) -> Usage:
     usage = log.with_suffix(".rusage.json")
     with log.open("w") as out:
         # Own session, so an interrupted benchmark ends the whole tree it started (and only it).
-        proc = subprocess.Popen([sys.executable, "-c", _RUSAGE_WRAPPER, str(usage), *cmd], cwd=REPO,
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _RUSAGE_WRAPPER, str(usage), *cmd],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             rc = proc.wait()
         except BaseException:
@@ -215,8 +221,11 @@ def parser(doc: str, epochs: int = 3) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
     p.add_argument("--batch-size", type=int, help="overrides the config's batch_size")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--data-root", default=os.environ.get("MNIST_ROOT", "./data"),
-                   help="folder holding MNIST/raw (default $MNIST_ROOT or ./data)")  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        default=os.environ.get("MNIST_ROOT", "./data"),
+        help="folder holding MNIST/raw (default $MNIST_ROOT or ./data)",
+    )
     p.add_argument("--out", type=Path, help="CSV of the figures (default outputs/benchmark/<name>.csv)")
     return p
 
@@ -234,14 +243,22 @@ def session(name: str, args: argparse.Namespace) -> Iterator[tuple[Results, torc
         sys.exit("error: --epochs must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda: CUDA is not available")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)  # fmt: skip
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
     args.data_root = str(Path(args.data_root).expanduser().resolve())
     rec = recipe([f"batch_size={args.batch_size}"] if args.batch_size else [])
     args.batch_size = rec.batch_size
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-    print(f"== {name}: torch {torch.__version__}, device {device}{gpu}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} cores, batch {rec.batch_size}, data {args.data_root}", flush=True)  # fmt: skip
+    print(
+        f"== {name}: torch {torch.__version__}, device {device}{gpu}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} cores, batch {rec.batch_size}, data {args.data_root}",
+        flush=True,
+    )
     res = Results()
     res.add("device_cuda", device.type == "cuda", "", "1: the figures are from a GPU")
     res.add("epochs", args.epochs, "epochs")
@@ -251,8 +268,12 @@ def session(name: str, args: argparse.Namespace) -> Iterator[tuple[Results, torc
     yield res, device, rec
     wall = time.perf_counter() - t
     other = (_busy_cpu() - busy) - (_own_cpu() - own)
-    res.add("other_processes_cpu", max(0.0, 100 * other / (wall * (os.cpu_count() or 1))), "%",
-            "CPU other processes used meanwhile (contention); near 0: the machine was ours")  # fmt: skip
+    res.add(
+        "other_processes_cpu",
+        max(0.0, 100 * other / (wall * (os.cpu_count() or 1))),
+        "%",
+        "CPU other processes used meanwhile (contention); near 0: the machine was ours",
+    )
     res.add("matmul_best_at_end", matmul_rate(device), "GFLOP/s", "as at the start: drift over the run")
     res.add("wall", wall, "s")
     out = args.out or OUT_DIR / f"{name}.csv"

@@ -25,8 +25,11 @@ def main(argv=None) -> None:
         from actcompare.train import train
 
         data = load_mnist(args.data_root, device)
-        variants = {"adam_fused": {"fused": True}, "adam_foreach": {"fused": False, "foreach": True},
-                    "adam_plain": {"fused": False, "foreach": False}}  # fmt: skip
+        variants = {
+            "adam_fused": {"fused": True},
+            "adam_foreach": {"fused": False, "foreach": True},
+            "adam_plain": {"fused": False, "foreach": False},
+        }
         if args.compile:
             variants["adam_fused_compiled"] = {"fused": True}
         runs = {}
@@ -45,8 +48,9 @@ def main(argv=None) -> None:
                 res.add("first_epoch_compiled", times[0], "s", "includes torch.compile's compiling")
             res.add(f"epoch_train_{name}", steady[name], "s", "median of epochs 2..")
             if name != "adam_fused":
-                res.add(f"ratio_{name}_over_adam_fused", steady[name] / steady["adam_fused"], "x",
-                        "> 1: fused is faster")  # fmt: skip
+                res.add(
+                    f"ratio_{name}_over_adam_fused", steady[name] / steady["adam_fused"], "x", "> 1: fused is faster"
+                )
 
 
 if __name__ == "__main__":

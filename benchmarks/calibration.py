@@ -49,25 +49,57 @@ def main(argv=None) -> None:
     for label, mu, seeds in (("nothing differs", 0.0, pilot), ("nothing differs", 0.0, n)):
         fams = families(rng.normal(mu, sd, (reps, k, seeds)))
         false = np.mean([any(v in (V.BETTER, V.WORSE) for v in f) for f in fams])
-        rows.append((f"false better/worse, {label}, {seeds} seeds", f"{100 * false:.1f} %",
-                     f"<= {100 * (V.ALPHA + mc):.1f} %", false <= V.ALPHA + mc))  # fmt: skip
+        rows.append(
+            (
+                f"false better/worse, {label}, {seeds} seeds",
+                f"{100 * false:.1f} %",
+                f"<= {100 * (V.ALPHA + mc):.1f} %",
+                false <= V.ALPHA + mc,
+            )
+        )
     for seeds in (pilot, n):
         d = rng.normal(MARGIN, sd, (reps, k, seeds)) * rng.choice([-1, 1], (reps, k, 1))
         false = np.mean([V.EQUIVALENT in f for f in families(d)])
-        rows.append((f"false equivalent, true |diff| = m, {seeds} seeds", f"{100 * false:.1f} %",
-                     f"<= {100 * (V.ALPHA + mc):.1f} %", false <= V.ALPHA + mc))  # fmt: skip
+        rows.append(
+            (
+                f"false equivalent, true |diff| = m, {seeds} seeds",
+                f"{100 * false:.1f} %",
+                f"<= {100 * (V.ALPHA + mc):.1f} %",
+                false <= V.ALPHA + mc,
+            )
+        )
     found = np.mean([f.count(V.BETTER) / k for f in families(rng.normal(MARGIN, sd, (reps, k, n)))])
-    rows.append((f"power: true diff = m called better, {n} seeds (planned)", f"{100 * found:.1f} %", ">= 80 %",
-                 found >= 0.8 - 3 * math.sqrt(0.16 / reps / k)))  # fmt: skip
+    rows.append(
+        (
+            f"power: true diff = m called better, {n} seeds (planned)",
+            f"{100 * found:.1f} %",
+            ">= 80 %",
+            found >= 0.8 - 3 * math.sqrt(0.16 / reps / k),
+        )
+    )
     same = np.mean([f.count(V.EQUIVALENT) / k for f in families(rng.normal(0.0, sd, (reps, k, n)))])
-    rows.append((f"power: true diff = 0 called equivalent, {n} seeds", f"{100 * same:.1f} %", ">= 80 %",
-                 same >= 0.8 - 3 * math.sqrt(0.16 / reps / k)))  # fmt: skip
+    rows.append(
+        (
+            f"power: true diff = 0 called equivalent, {n} seeds",
+            f"{100 * same:.1f} %",
+            ">= 80 %",
+            same >= 0.8 - 3 * math.sqrt(0.16 / reps / k),
+        )
+    )
     tie = V.paired_tests(np.full((1, 3), 14 / 10_000), MARGIN)
-    rows.append(("3 seeds all +14 images: p", f"{tie['p_diff'][0]:.2f}", "0.25 (2 ** (1 - n))",
-                 abs(tie["p_diff"][0] - 0.25) < 1e-9))  # fmt: skip
+    rows.append(
+        (
+            "3 seeds all +14 images: p",
+            f"{tie['p_diff'][0]:.2f}",
+            "0.25 (2 ** (1 - n))",
+            abs(tie["p_diff"][0] - 0.25) < 1e-9,
+        )
+    )
 
-    print(f"sd of paired differences {args.sd} points, margin ±{args.margin} points, k = {k} comparisons, "
-          f"alpha {V.ALPHA} family-wise, {reps} families per figure; min pairs {pilot}, planned seeds {n}")
+    print(
+        f"sd of paired differences {args.sd} points, margin ±{args.margin} points, k = {k} comparisons, "
+        f"alpha {V.ALPHA} family-wise, {reps} families per figure; min pairs {pilot}, planned seeds {n}"
+    )
     width = max(len(r[0]) for r in rows)
     for name, value, expect, ok in rows:
         print(f"{name:<{width}}  {value:>8}  expect {expect:<20} {'ok' if ok else 'FAIL'}")

@@ -53,9 +53,20 @@ from actcompare.engines.stacked import StackedEngine  # noqa: E402
 REFERENCE = REPO / "outputs" / "reference" / "default"
 TUTORIAL_ACTS = ("relu", "sigmoid", "tanh", "leaky_relu")
 # The activations of conf/activation/ without parameters (stacked sizes 48 and 200 cycle through them).
-ACTS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU,
-        "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish, "softplus": nn.Softplus, "selu": nn.SELU,
-        "relu6": nn.ReLU6, "hardswish": nn.Hardswish}  # fmt: skip
+ACTS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "mish": nn.Mish,
+    "softplus": nn.Softplus,
+    "selu": nn.SELU,
+    "relu6": nn.ReLU6,
+    "hardswish": nn.Hardswish,
+}
 
 
 # ---------------------------------------------------------------- the table
@@ -154,22 +165,38 @@ def reference_recipe() -> Recipe:
         activations[record["activation"]] = functools.partial(_import(module.pop("_target_")), **module)
         acc.setdefault(record["activation"], []).append(100 * record["final"]["test_acc"])
     if config is None:  # no reference in this checkout: conf/'s defaults
-        return Recipe([128, 128], 64, 10, functools.partial(torch.optim.Adam, lr=1e-3, fused=True), "torch.optim.Adam",
-                      {a: ACTS[a] for a in TUTORIAL_ACTS}, {})  # fmt: skip
+        return Recipe(
+            [128, 128],
+            64,
+            10,
+            functools.partial(torch.optim.Adam, lr=1e-3, fused=True),
+            "torch.optim.Adam",
+            {a: ACTS[a] for a in TUTORIAL_ACTS},
+            {},
+        )
     opt = {k: v for k, v in config["optimizer"].items() if k not in ("_target_", "_partial_")}
     opt = {k: tuple(v) if isinstance(v, list) else v for k, v in opt.items()}
     name = config["optimizer"]["_target_"]
-    return Recipe(list(config["model"]["hidden_sizes"]), config["batch_size"], config["epochs"],
-                  functools.partial(_import(name), **opt), name, activations,
-                  {a: statistics.fmean(v) for a, v in acc.items()})  # fmt: skip
+    return Recipe(
+        list(config["model"]["hidden_sizes"]),
+        config["batch_size"],
+        config["epochs"],
+        functools.partial(_import(name), **opt),
+        name,
+        activations,
+        {a: statistics.fmean(v) for a, v in acc.items()},
+    )
 
 
 def graphable_optimizers() -> list[str]:
     """experiment.ELEMENTWISE_OPTIMIZERS that the engine may capture (those with a ``capturable`` option).
     Read from the source: importing experiment.py imports Hydra, which the device machine may lack."""
     tree = ast.parse((REPO / "src" / "actcompare" / "experiment.py").read_text())
-    names = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                 and any(getattr(t, "id", "") == "ELEMENTWISE_OPTIMIZERS" for t in node.targets))  # fmt: skip
+    names = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ELEMENTWISE_OPTIMIZERS" for t in node.targets)
+    )
     return sorted(n for n in names if "capturable" in inspect.signature(_import(n)).parameters)
 
 
@@ -178,11 +205,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def stacked(data: Data, recipe: Recipe, acts: Sequence[str], seeds: Sequence[int], graph: bool = True,
-            optimizer: Callable | None = None) -> StackedEngine:  # fmt: skip
+def stacked(
+    data: Data,
+    recipe: Recipe,
+    acts: Sequence[str],
+    seeds: Sequence[int],
+    graph: bool = True,
+    optimizer: Callable | None = None,
+) -> StackedEngine:
     variants = [Variant(recipe.activations.get(a, ACTS.get(a)), "default") for a in acts]
-    return StackedEngine(variants, list(seeds), recipe.hidden, optimizer or recipe.optimizer, recipe.batch_size,
-                         data.x, data.y, graph=graph)  # fmt: skip
+    return StackedEngine(
+        variants,
+        list(seeds),
+        recipe.hidden,
+        optimizer or recipe.optimizer,
+        recipe.batch_size,
+        data.x,
+        data.y,
+        graph=graph,
+    )
 
 
 def rel(a: float, b: float) -> float:
@@ -194,7 +235,7 @@ def rel(a: float, b: float) -> float:
 # `python -m actcompare` from a checkout that is not installed (the device machine: PYTHONPATH=src):
 # the configs (top-level conf/, the package actcompare.conf once installed) are registered under
 # that name first, then the command runs exactly as `python -m actcompare` would.
-CHECKOUT_SHIM = '''import importlib.util, runpy, sys
+CHECKOUT_SHIM = """import importlib.util, runpy, sys
 conf = sys.argv.pop(1)
 spec = importlib.util.spec_from_file_location("actcompare.conf", conf + "/__init__.py",
                                               submodule_search_locations=[conf])
@@ -203,7 +244,7 @@ sys.modules["actcompare.conf"] = module
 spec.loader.exec_module(module)
 sys.argv[0] = "actcompare"
 runpy.run_module("actcompare", run_name="__main__", alter_sys=True)
-'''
+"""
 
 
 def item_a(t: Table, data: Data, recipe: Recipe, device: torch.device) -> None:
@@ -211,8 +252,13 @@ def item_a(t: Table, data: Data, recipe: Recipe, device: torch.device) -> None:
     small = Data(data.x[:640], data.y[:640], data.xt, data.yt, data.source)
     for name in graphable_optimizers():
         gaps = _restore_gaps(small, recipe, device, functools.partial(_import(name), lr=1e-3))
-        t.add("a", f"restore exact: {name.rsplit('.', 1)[1]} (max |diff| after restore, after 5 steps)",
-              f"{gaps[0]:.1e}, {gaps[1]:.1e}", "0, 0", max(gaps) == 0)  # fmt: skip
+        t.add(
+            "a",
+            f"restore exact: {name.rsplit('.', 1)[1]} (max |diff| after restore, after 5 steps)",
+            f"{gaps[0]:.1e}, {gaps[1]:.1e}",
+            "0, 0",
+            max(gaps) == 0,
+        )
 
 
 def _restore_gaps(small: Data, recipe: Recipe, device: torch.device, opt: Callable) -> list[float]:
@@ -220,8 +266,10 @@ def _restore_gaps(small: Data, recipe: Recipe, device: torch.device, opt: Callab
     stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     if stream is not None:
         stream.wait_stream(torch.cuda.current_stream(device))
-    bufs = [(torch.zeros(e.size, device=device), torch.zeros(e.size, dtype=torch.long, device=device))
-            for e in (warmed, twin)]  # fmt: skip
+    bufs = [
+        (torch.zeros(e.size, device=device), torch.zeros(e.size, dtype=torch.long, device=device))
+        for e in (warmed, twin)
+    ]
     idx = torch.arange(2 * recipe.batch_size, device=device).view(2, -1)
     warm_up(lambda: warmed._step(idx, *bufs[0], zero=True), warmed.optimizer, warmed._act_modules, 3, stream)
     if stream is not None:
@@ -257,31 +305,45 @@ def item_b(t: Table, data: Data, recipe: Recipe, device: torch.device) -> None:
     (gl, _), (el, _) = graphed.train_epoch(), eager.train_epoch()
     (tg, _), (te, _) = graphed.evaluate(data.xt, data.yt), eager.evaluate(data.xt, data.yt)
     worst = max(max(map(rel, gl, el)), max(map(rel, tg, te)))
-    wp = max(((x - y).abs().max() / y.abs().max().clamp_min(1e-12)).item()
-             for x, y in zip(graphed.params, eager.params, strict=True))  # fmt: skip
+    wp = max(
+        ((x - y).abs().max() / y.abs().max().clamp_min(1e-12)).item()
+        for x, y in zip(graphed.params, eager.params, strict=True)
+    )
     ok = worst <= 1e-5 and wp <= 1e-5 and graphed._graph is not None  # on the CPU: no graph, no verdict
-    t.add("b", f"graphed = eager, 1 epoch, {len(acts)} models ({note}): max rel. diff of losses, of weights",
-          f"{worst:.1e}, {wp:.1e}", "<= 1e-5", ok if device.type == "cuda" else None)
+    t.add(
+        "b",
+        f"graphed = eager, 1 epoch, {len(acts)} models ({note}): max rel. diff of losses, of weights",
+        f"{worst:.1e}, {wp:.1e}",
+        "<= 1e-5",
+        ok if device.type == "cuda" else None,
+    )
 
 
 def item_c(t: Table, data: Data, recipe: Recipe, device: torch.device, epochs: int) -> None:
     act = recipe.activations.get("relu", nn.ReLU)
     one = stacked(data, recipe, ("relu",), (0,))
-    single = SingleEngine(Variant(act, "default"), 0, recipe.hidden, recipe.optimizer, recipe.batch_size,
-                          data.x, data.y)  # fmt: skip
+    single = SingleEngine(
+        Variant(act, "default"), 0, recipe.hidden, recipe.optimizer, recipe.batch_size, data.x, data.y
+    )
     dl, da = 0.0, 0.0
     for _ in range(epochs):
         (sl, _), (ol, _) = single.train_epoch(), one.train_epoch()
         (stl, sta), (otl, ota) = single.evaluate(data.xt, data.yt), one.evaluate(data.xt, data.yt)
         dl = max(dl, rel(ol[0], sl[0]), rel(otl[0], stl[0]))
         da = max(da, 100 * abs(ota[0] - sta[0]))
-    t.add("c", f"stacked = single, relu seed 0, {epochs} epochs: max rel. diff of loss", f"{dl:.1e}", "<= 1e-4",
-          dl <= 1e-4)  # fmt: skip
+    t.add(
+        "c",
+        f"stacked = single, relu seed 0, {epochs} epochs: max rel. diff of loss",
+        f"{dl:.1e}",
+        "<= 1e-4",
+        dl <= 1e-4,
+    )
     t.add("c", "stacked = single: max diff of test accuracy (points)", f"{da:.2f}", "<= 0.3", da <= 0.3)
 
 
-def timed_run(data: Data, recipe: Recipe, acts: Sequence[str], seeds: Sequence[int], epochs: int,
-              device: torch.device) -> tuple[StackedEngine, list[float], list[float]]:  # fmt: skip
+def timed_run(
+    data: Data, recipe: Recipe, acts: Sequence[str], seeds: Sequence[int], epochs: int, device: torch.device
+) -> tuple[StackedEngine, list[float], list[float]]:
     engine = stacked(data, recipe, acts, seeds)
     times, acc = [], []
     for _ in range(epochs):
@@ -302,8 +364,13 @@ def item_d_e(t: Table, data: Data, recipe: Recipe, device: torch.device, quick: 
     expect_ok = (lambda v: v <= 0.03) if full and device.type == "cuda" else (lambda v: None)
     where = "graph" if engine._graph is not None else "eager"
     t.add("d", f"12 models x {epochs} epochs ({where}): median epoch, whole group (s)", f"{med:.3f}", "-", None)
-    t.add("d", "12 models: median s per model-epoch (probe on an H100: 0.022)", f"{med / 12:.4f}", "<= 0.03",
-          expect_ok(med / 12))  # fmt: skip
+    t.add(
+        "d",
+        "12 models: median s per model-epoch (probe on an H100: 0.022)",
+        f"{med / 12:.4f}",
+        "<= 0.03",
+        expect_ok(med / 12),
+    )
     t.add("d", "12 models: warm-up + capture, outside the epochs (s)", f"{engine.warmup_seconds:.2f}", "-", None)
     for acts, seeds, ep in ((tuple(ACTS), range(4), 3), (tuple(ACTS)[:10], range(20), 3)):
         m = len(acts) * len(seeds)
@@ -313,12 +380,20 @@ def item_d_e(t: Table, data: Data, recipe: Recipe, device: torch.device, quick: 
         ep = 1 if quick else ep
         _, ts, _ = timed_run(data, recipe, acts, list(seeds), ep, device)
         med = statistics.median(ts)
-        t.add("d", f"{m} models x {ep} epochs: median s per group epoch, per model-epoch",
-              f"{med:.3f}, {med / m:.4f}", "-, <= 0.03", expect_ok(med / m))  # fmt: skip
+        t.add(
+            "d",
+            f"{m} models x {ep} epochs: median s per group epoch, per model-epoch",
+            f"{med:.3f}, {med / m:.4f}",
+            "-, <= 0.03",
+            expect_ok(med / m),
+        )
     # (e) the 12-model run above against the CPU reference sweep, same recipe and seeds
     if not full or epochs != recipe.epochs or not recipe.reference_acc:
-        t.skip("e", "mean test accuracy per activation vs CPU reference", "needs full MNIST, the reference "
-               "sweep's epochs and outputs/reference/default" if not quick else "--quick")  # fmt: skip
+        t.skip(
+            "e",
+            "mean test accuracy per activation vs CPU reference",
+            "needs full MNIST, the reference sweep's epochs and outputs/reference/default" if not quick else "--quick",
+        )
         return
     for j, a in enumerate(TUTORIAL_ACTS):
         mean = 100 * statistics.fmean(acc[s * len(TUTORIAL_ACTS) + j] for s in range(3))  # m = s * V + v
@@ -326,16 +401,22 @@ def item_d_e(t: Table, data: Data, recipe: Recipe, device: torch.device, quick: 
         if ref is None:
             t.skip("e", f"{a}: mean test accuracy (%)", "not in the reference sweep")
             continue
-        t.add("e", f"{a}: mean test accuracy over seeds 0-2 (%), reference {ref:.2f}", f"{mean:.2f}",
-              f"within 0.3 of {ref:.2f}", abs(mean - ref) <= 0.3)  # fmt: skip
+        t.add(
+            "e",
+            f"{a}: mean test accuracy over seeds 0-2 (%), reference {ref:.2f}",
+            f"{mean:.2f}",
+            f"within 0.3 of {ref:.2f}",
+            abs(mean - ref) <= 0.3,
+        )
 
 
 def item_h(t: Table, data: Data, recipe: Recipe, device: torch.device, quick: bool) -> None:
     """Issue 18: experiment=lr_sweep's 40 models (4 activations x 5 lrs x 2 seeds) in one graph, each
     model with its own lr through optim.StackedOptimizer."""
     lrs = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
-    variants = [Variant(recipe.activations.get(a, ACTS[a]), "default", (("lr", lr),)) for a in TUTORIAL_ACTS
-                for lr in lrs]  # fmt: skip
+    variants = [
+        Variant(recipe.activations.get(a, ACTS[a]), "default", (("lr", lr),)) for a in TUTORIAL_ACTS for lr in lrs
+    ]
     engine = StackedEngine(variants, [0, 1], recipe.hidden, recipe.optimizer, recipe.batch_size, data.x, data.y)
     epochs, times = (1 if quick else 3), []
     for _ in range(epochs):
@@ -348,8 +429,14 @@ def item_h(t: Table, data: Data, recipe: Recipe, device: torch.device, quick: bo
     med = statistics.median(times) / engine.size
     where = "graph" if engine._graph is not None else "eager"
     full = not quick and data.source.startswith("MNIST") and device.type == "cuda"
-    t.add("h", f"lr sweep, {engine.size} models with their own lr ({where}, {type(engine.optimizer).__name__}): "
-          "median s per model-epoch", f"{med:.4f}", "<= 0.01", med <= 0.01 if full else None)  # fmt: skip
+    t.add(
+        "h",
+        f"lr sweep, {engine.size} models with their own lr ({where}, {type(engine.optimizer).__name__}): "
+        "median s per model-epoch",
+        f"{med:.4f}",
+        "<= 0.01",
+        med <= 0.01 if full else None,
+    )
 
 
 def item_f(t: Table, root: str | None, device: torch.device, quick: bool) -> None:
@@ -360,8 +447,13 @@ def item_f(t: Table, root: str | None, device: torch.device, quick: bool) -> Non
         t.skip("f", "actcompare sweep", "Hydra not installed (device machine: run device_pack.sh's preamble)")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["-m", "activation=relu,sigmoid,tanh,leaky_relu", "seed=0,1,2", f"hydra.sweep.dir={tmp}/sweep",
-                f"device={device.type}"]  # fmt: skip
+        args = [
+            "-m",
+            "activation=relu,sigmoid,tanh,leaky_relu",
+            "seed=0,1,2",
+            f"hydra.sweep.dir={tmp}/sweep",
+            f"device={device.type}",
+        ]
         cmd = [sys.executable, "-c", CHECKOUT_SHIM, str(REPO / "conf"), *args]
         if importlib.util.find_spec("actcompare.conf") is not None:  # installed: the command as a user types it
             cmd = [sys.executable, "-m", "actcompare", *args]
@@ -381,29 +473,58 @@ def item_f(t: Table, root: str | None, device: torch.device, quick: bool) -> Non
         tail = " / ".join((res.stderr or res.stdout).strip().splitlines()[-3:])
         t.add("f", "actcompare 12-run sweep: exit status", f"{res.returncode}: {tail[:200]}", "0", False)
         return
-    t.add("f", "actcompare 12-run sweep (incl. start-up and report): wall time (s)", f"{wall:.1f}", "<= 15",
-          wall <= 15 if device.type == "cuda" else None)  # fmt: skip
+    t.add(
+        "f",
+        "actcompare 12-run sweep (incl. start-up and report): wall time (s)",
+        f"{wall:.1f}",
+        "<= 15",
+        wall <= 15 if device.type == "cuda" else None,
+    )
     captured = re.search(r"training step captured as a CUDA graph \((\d+) models", logs)
-    t.add("f", "its log says the step was captured", f"yes ({captured.group(1)} models)" if captured else "no",
-          "yes (12 models)", bool(captured) if device.type == "cuda" else None)  # fmt: skip
+    t.add(
+        "f",
+        "its log says the step was captured",
+        f"yes ({captured.group(1)} models)" if captured else "no",
+        "yes (12 models)",
+        bool(captured) if device.type == "cuda" else None,
+    )
 
 
 def item_g(t: Table, quick: bool) -> None:
     if quick:
         t.skip("g", "pytest -m gpu", "--quick")
         return
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO),
-                                                                    os.environ.get("PYTHONPATH")])))  # fmt: skip
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH")])),
+    )
     # addopts cleared: the project's may name plugins (pytest-xdist) that the device image lacks
-    cmd = [sys.executable, "-m", "pytest", "-o", "addopts=", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
-           "tests/test_gpu.py"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-o",
+        "addopts=",
+        "-m",
+        "gpu",
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_gpu.py",
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     summary = (res.stdout.strip().splitlines() or ["(no output)"])[-1]
     if res.returncode != 0:
         print(res.stdout[-4000:], res.stderr[-2000:], sep="\n")
     ok = res.returncode == 0 and "skipped" not in summary
-    t.add("g", "pytest -m gpu tests/test_gpu.py", summary.strip("= "), "all passed, none skipped",
-          ok if torch.cuda.is_available() else None)  # fmt: skip
+    t.add(
+        "g",
+        "pytest -m gpu tests/test_gpu.py",
+        summary.strip("= "),
+        "all passed, none skipped",
+        ok if torch.cuda.is_available() else None,
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -426,9 +547,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         recipe.hidden = [32, 32]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"gpu_acceptance: {name}, torch {torch.__version__}, data: {data.source} ({data.y.shape[0]} train, "
-          f"{data.yt.shape[0]} test), recipe: {recipe.optimizer_name} {recipe.hidden} batch {recipe.batch_size}",
-          flush=True)  # fmt: skip
+    print(
+        f"gpu_acceptance: {name}, torch {torch.__version__}, data: {data.source} ({data.y.shape[0]} train, "
+        f"{data.yt.shape[0]} test), recipe: {recipe.optimizer_name} {recipe.hidden} batch {recipe.batch_size}",
+        flush=True,
+    )
     t = Table()
     steps = {
         "a": lambda: item_a(t, data, recipe, device),
@@ -445,14 +568,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 step()
             except Exception as err:  # one broken item must not hide the others' figures
-                t.add(key, "raised", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:160],
-                      "no error", False)  # fmt: skip
+                t.add(
+                    key,
+                    "raised",
+                    f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:160],
+                    "no error",
+                    False,
+                )
             print(f"  ({key}: {time.perf_counter() - tic:.1f} s)", flush=True)
     print()
     print(t.render())
     total = time.perf_counter() - t0
-    print(f"\n{len(t.rows)} rows, {sum(r.verdict == 'FAIL' for r in t.rows)} FAIL, total {total:.0f} s "
-          f"(expect < 300 s on one GPU)")  # fmt: skip
+    print(
+        f"\n{len(t.rows)} rows, {sum(r.verdict == 'FAIL' for r in t.rows)} FAIL, total {total:.0f} s "
+        f"(expect < 300 s on one GPU)"
+    )
     if args.json:
         rows = [r.__dict__ for r in t.rows]
         args.json.write_text(json.dumps({"device": name, "seconds": total, "rows": rows}, indent=1))

@@ -36,8 +36,9 @@ def main(argv=None) -> None:
         from actcompare.experiment import PROBE_SIZE
         from actcompare.train import test, train
 
-        t_tut_load, (train_ds, test_ds) = timed(lambda: [MNIST(args.data_root, train=t, transform=ToTensor())
-                                                         for t in (True, False)], device)  # fmt: skip
+        t_tut_load, (train_ds, test_ds) = timed(
+            lambda: [MNIST(args.data_root, train=t, transform=ToTensor()) for t in (True, False)], device
+        )
         t_load, data = timed(lambda: load_mnist(args.data_root, device), device)
         probe_x, probe_y = data.test.x[:PROBE_SIZE], data.test.y[:PROBE_SIZE]
         times = {k: [] for k in ("tut_train", "tut_test", "train", "test", "probe")}
@@ -47,8 +48,9 @@ def main(argv=None) -> None:
             tut_model, model = recipe.model("relu", seed, device), recipe.model("relu", seed, device)
             tut_opt = torch.optim.Adam(tut_model.parameters(), lr=1e-3)  # the tutorial's
             opt = recipe.optimizer(model.parameters())  # the recipe's (fused Adam)
-            train_dl = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True,
-                                  generator=torch.Generator().manual_seed(seed))  # fmt: skip
+            train_dl = DataLoader(
+                train_ds, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+            )
             test_dl = DataLoader(test_ds, batch_size=args.batch_size)
             gen = torch.Generator().manual_seed(seed)
             steps = {  # in this order every epoch: the tutorial's, then the project's as a run does it
@@ -63,9 +65,12 @@ def main(argv=None) -> None:
                 for key, step in steps.items():
                     dt, out[key] = timed(step, device)
                     times[key].append(dt)
-                print(f"  seed {seed} epoch {epoch}: tutorial {times['tut_train'][-1]:.2f} s, acc "
-                      f"{100 * out['tut_test'][1]:.2f} % | project {times['train'][-1]:.2f} s, acc "
-                      f"{100 * out['test'].accuracy:.2f} %", flush=True)  # fmt: skip
+                print(
+                    f"  seed {seed} epoch {epoch}: tutorial {times['tut_train'][-1]:.2f} s, acc "
+                    f"{100 * out['tut_test'][1]:.2f} % | project {times['train'][-1]:.2f} s, acc "
+                    f"{100 * out['test'].accuracy:.2f} %",
+                    flush=True,
+                )
             acc["tut"].append(out["tut_test"][1])
             acc["proj"].append(out["test"].accuracy)
 
@@ -82,11 +87,19 @@ def main(argv=None) -> None:
         res.add("ratio_train_tutorial_over_project", tut / proj, "x")
         res.add("ratio_train_test_tutorial_over_project", tut_all / proj_all, "x")
         res.add("samples_per_s_train_project", n / proj, "samples/s")
-        res.add("gflops_train_project", 6 * recipe.weights * n / proj / 1e9, "GFLOP/s",
-                f"6 FLOPs x {recipe.weights} weights x {n} samples per epoch")  # fmt: skip
+        res.add(
+            "gflops_train_project",
+            6 * recipe.weights * n / proj / 1e9,
+            "GFLOP/s",
+            f"6 FLOPs x {recipe.weights} weights x {n} samples per epoch",
+        )
         for name, key in (("tutorial", "tut"), ("project", "proj")):
-            res.add(f"test_acc_{name}", 100 * statistics.fmean(acc[key]), "%",
-                    f"after {args.epochs} epochs, mean over seeds {seeds}")  # fmt: skip
+            res.add(
+                f"test_acc_{name}",
+                100 * statistics.fmean(acc[key]),
+                "%",
+                f"after {args.epochs} epochs, mean over seeds {seeds}",
+            )
         probe = median(times["probe"])
         res.add("probe_per_epoch", 1000 * probe, "ms", "diagnostics.probe, median")
         res.add("diagnostics_overhead", 100 * probe / proj_all, "%", "probe / (train + test)")

@@ -41,8 +41,12 @@ def main(argv=None) -> None:
             return 100 * sum(e.self_cpu_time_total for e in events if any(k in e.key for k in names)) / total
 
         res.add("matmul_share", share("aten::mm", "aten::addmm"), "%", "self CPU time of mm + addmm")
-        res.add("optimizer_share", share("Optimizer.step", "_fused_adam", "Optimizer.zero_grad"), "%",
-                "optimizer.step() incl. its Python, and zero_grad")  # fmt: skip
+        res.add(
+            "optimizer_share",
+            share("Optimizer.step", "_fused_adam", "Optimizer.zero_grad"),
+            "%",
+            "optimizer.step() incl. its Python, and zero_grad",
+        )
         res.add("gather_share", share("aten::index_select"), "%", "batch gather")
         res.add("step_us", total / args.steps, "us", "self CPU time per step while profiled")
 

@@ -24,17 +24,30 @@ from pathlib import Path
 from _timing import COMPARISON, OUT_DIR, parser, run_child, session
 
 TUTORIAL = str(Path(__file__).with_name("tutorial_sweep.py"))
-LAUNCHERS = {"fused": [], "basic": ["hydra/launcher=basic"],
-             "joblib2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}  # fmt: skip
+LAUNCHERS = {
+    "fused": [],
+    "basic": ["hydra/launcher=basic"],
+    "joblib2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+}
 
 
 def command(variant: str, n_runs: int, folder: Path, args) -> list[str]:
     seeds = ",".join(str(s) for s in range(n_runs // len(COMPARISON)))
     if variant == "tutorial":
         return [sys.executable, TUTORIAL, args.data_root, str(args.epochs), str(args.batch_size), args.device, seeds]
-    return [sys.executable, "-m", "actcompare", "-m", "activation=" + ",".join(COMPARISON), f"seed={seeds}",
-            f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"device={args.device}", *LAUNCHERS[variant],
-            f"hydra.sweep.dir={folder}"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "actcompare",
+        "-m",
+        "activation=" + ",".join(COMPARISON),
+        f"seed={seeds}",
+        f"epochs={args.epochs}",
+        f"batch_size={args.batch_size}",
+        f"device={args.device}",
+        *LAUNCHERS[variant],
+        f"hydra.sweep.dir={folder}",
+    ]
 
 
 def check(folder: Path, n_runs: int) -> str:
@@ -62,31 +75,56 @@ def main(argv=None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tmp-sweep-", dir=OUT_DIR))
     try:
         with session("sweep", args) as (res, _, _):
-            res.add("import_torch", run_child([sys.executable, "-c", "import torch, torchvision"], tmp / "import.log",
-                                              env).wall, "s", "python -c 'import torch, torchvision'")  # fmt: skip
+            res.add(
+                "import_torch",
+                run_child([sys.executable, "-c", "import torch, torchvision"], tmp / "import.log", env).wall,
+                "s",
+                "python -c 'import torch, torchvision'",
+            )
             for n in sizes:
-                print(f"\n  {n} runs ({len(COMPARISON)} activations x {n // len(COMPARISON)} seeds) x {args.epochs} "
-                      f"epochs, {args.rounds} round(s)", flush=True)  # fmt: skip
+                print(
+                    f"\n  {n} runs ({len(COMPARISON)} activations x {n // len(COMPARISON)} seeds) x {args.epochs} "
+                    f"epochs, {args.rounds} round(s)",
+                    flush=True,
+                )
                 best = {}
                 for r in range(args.rounds):
-                    for v in variants[r % len(variants):] + variants[: r % len(variants)]:
+                    for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
                         folder = tmp / f"sweep{n}_{v}_{r}"
                         use = run_child(command(v, n, folder, args), folder.with_suffix(".log"), env)
                         note = f"cpu {use.cpu:.0f} s, RSS {use.rss_mib:.0f} MiB"
-                        print(f"    {v}: {use.wall:.1f} s ({note}"
-                              + ("" if v == "tutorial" else f"; {check(folder, n)}") + ")", flush=True)  # fmt: skip
+                        print(
+                            f"    {v}: {use.wall:.1f} s ({note}"
+                            + ("" if v == "tutorial" else f"; {check(folder, n)}")
+                            + ")",
+                            flush=True,
+                        )
                         if use.rc == 0 and (v not in best or use.wall < best[v].wall):
                             best[v] = use
                 for v in variants:
                     use = best.get(v)
                     res.add(f"sweep{n}_wall_{v}", use.wall if use else float("nan"), "s", "fastest round")
-                    res.add(f"sweep{n}_peak_rss_{v}", use.rss_mib if use else float("nan"), "MiB",
-                            "ru_maxrss of its largest process")  # fmt: skip
+                    res.add(
+                        f"sweep{n}_peak_rss_{v}",
+                        use.rss_mib if use else float("nan"),
+                        "MiB",
+                        "ru_maxrss of its largest process",
+                    )
                     if v != "tutorial" and use and "tutorial" in best:
                         res.add(f"sweep{n}_ratio_tutorial_over_{v}", best["tutorial"].wall / use.wall, "x")
-            one = run_child([sys.executable, "-m", "actcompare", "epochs=1", f"batch_size={args.batch_size}",
-                             f"device={args.device}", f"hydra.run.dir={tmp / 'one_run'}"],
-                            tmp / "one_run.log", env)  # fmt: skip
+            one = run_child(
+                [
+                    sys.executable,
+                    "-m",
+                    "actcompare",
+                    "epochs=1",
+                    f"batch_size={args.batch_size}",
+                    f"device={args.device}",
+                    f"hydra.run.dir={tmp / 'one_run'}",
+                ],
+                tmp / "one_run.log",
+                env,
+            )
             res.add("peak_rss_one_run", one.rss_mib, "MiB", "actcompare epochs=1")
             res.add("wall_one_run", one.wall, "s", f"actcompare epochs=1 (cpu {one.cpu:.1f} s)")
     finally:

@@ -30,20 +30,49 @@ class Target:
 
 GB = 1e9 / 2**20  # MiB
 TARGETS = [
-    Target("stacked engine vs per-run engine, per model-epoch", "engines_ratio_single_over_stacked", "cpu",
-           ">= 1.5x faster", lambda v: v >= 1.5, None),
-    Target("12-run sweep (4 x 3 seeds) end to end vs tutorial-style script", "sweep12_ratio_tutorial_over_fused",
-           "cpu", ">= 8x", lambda v: v >= 8),
-    Target("default 4-run sweep end to end vs tutorial-style script", "sweep4_ratio_tutorial_over_fused", "cpu",
-           ">= 6x", lambda v: v >= 6),
-    Target("peak RSS of the 12-run fused sweep", "sweep12_peak_rss_fused", "cpu", "<= 2 GB", lambda v: v <= 2 * GB,
-           None),
-    Target("per model-epoch, 12 models (stacked engine)", "engines_train_per_model_epoch_stacked", "cuda",
-           "<= 0.03 s", lambda v: v <= 0.03, None),
+    Target(
+        "stacked engine vs per-run engine, per model-epoch",
+        "engines_ratio_single_over_stacked",
+        "cpu",
+        ">= 1.5x faster",
+        lambda v: v >= 1.5,
+        None,
+    ),
+    Target(
+        "12-run sweep (4 x 3 seeds) end to end vs tutorial-style script",
+        "sweep12_ratio_tutorial_over_fused",
+        "cpu",
+        ">= 8x",
+        lambda v: v >= 8,
+    ),
+    Target(
+        "default 4-run sweep end to end vs tutorial-style script",
+        "sweep4_ratio_tutorial_over_fused",
+        "cpu",
+        ">= 6x",
+        lambda v: v >= 6,
+    ),
+    Target(
+        "peak RSS of the 12-run fused sweep", "sweep12_peak_rss_fused", "cpu", "<= 2 GB", lambda v: v <= 2 * GB, None
+    ),
+    Target(
+        "per model-epoch, 12 models (stacked engine)",
+        "engines_train_per_model_epoch_stacked",
+        "cuda",
+        "<= 0.03 s",
+        lambda v: v <= 0.03,
+        None,
+    ),
     Target("whole 12-run sweep command", "sweep12_wall_fused", "cuda", "<= 15 s wall", lambda v: v <= 15),
-    Target("stacked engine's final test accuracy = per-run engine's", "engines_test_acc_max_abs_diff", None,
-           "max abs diff <= 0.3 pp", lambda v: v <= 0.3, None),
-]  # fmt: skip
+    Target(
+        "stacked engine's final test accuracy = per-run engine's",
+        "engines_test_acc_max_abs_diff",
+        None,
+        "max abs diff <= 0.3 pp",
+        lambda v: v <= 0.3,
+        None,
+    ),
+]
 
 
 def judge(target: Target, tables: dict[Path, dict[str, float]]) -> list[str]:
@@ -52,8 +81,11 @@ def judge(target: Target, tables: dict[Path, dict[str, float]]) -> list[str]:
         device = "cuda" if rows.get("device_cuda") else "cpu"
         value = rows.get(target.row, float("nan"))
         if target.device in (None, device) and value == value:
-            caveat = f"at {rows['epochs']:.0f} epochs; the target is for {target.epochs}" if (
-                target.epochs and rows.get("epochs") != target.epochs) else ""  # fmt: skip
+            caveat = (
+                f"at {rows['epochs']:.0f} epochs; the target is for {target.epochs}"
+                if (target.epochs and rows.get("epochs") != target.epochs)
+                else ""
+            )
             figure = f"{device.upper() if target.device else ''}: {target.figure}".lstrip(": ")
             return [figure, f"{value:.4g}", target.goal, "yes" if target.met(value) else "no", caveat, str(path)]
     where = f"no {target.device} CSV with it" if target.device else "no CSV with it"

@@ -258,8 +258,12 @@ def assert_clean_error(res: subprocess.CompletedProcess, max_lines: int = 12) ->
 
 # ---------------------------------------------------------------- synthetic run folders (report tests)
 
-ACT_MODULES = {"relu": "torch.nn.ReLU", "tanh": "torch.nn.Tanh", "sigmoid": "torch.nn.Sigmoid",
-               "leaky_relu": "torch.nn.LeakyReLU"}  # fmt: skip
+ACT_MODULES = {
+    "relu": "torch.nn.ReLU",
+    "tanh": "torch.nn.Tanh",
+    "sigmoid": "torch.nn.Sigmoid",
+    "leaky_relu": "torch.nn.LeakyReLU",
+}
 
 
 def write_run(
@@ -281,27 +285,53 @@ def write_run(
     n = len(test_acc)
     train_loss = list(train_loss) if train_loss is not None else [0.5 / (e + 1) for e in range(n)]
     cfg = {
-        "activation": {"name": activation,
-                       "module": {"_target_": module or ACT_MODULES.get(activation, "torch.nn.ReLU")}},
+        "activation": {
+            "name": activation,
+            "module": {"_target_": module or ACT_MODULES.get(activation, "torch.nn.ReLU")},
+        },
         "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.001},
         "model": {"hidden_sizes": [32, 32], "depth": None},
         "data": {"root": "/data", "train_samples": 512, "val_samples": None},
-        "seed": seed, "epochs": n, "batch_size": 64, "device": "cpu",
-    }  # fmt: skip
+        "seed": seed,
+        "epochs": n,
+        "batch_size": 64,
+        "device": "cpu",
+    }
     cfg.update(config)
     rows = []
     for e in range(n):
         val = "" if val_acc is None else val_acc[e]
-        rows.append(f"{activation},{seed},{e + 1},{train_loss[e]},{1 - train_loss[e] / 2},{0.4 / (e + 1)},"
-                    f"{test_acc[e]},{'' if val_acc is None else 0.3},{val},0.5")  # fmt: skip
+        rows.append(
+            f"{activation},{seed},{e + 1},{train_loss[e]},{1 - train_loss[e] / 2},{0.4 / (e + 1)},"
+            f"{test_acc[e]},{'' if val_acc is None else 0.3},{val},0.5"
+        )
     header = "activation,seed,epoch,train_loss,train_acc,test_loss,test_acc,val_loss,val_acc,epoch_seconds"
     (folder / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")
-    final = {"train_loss": train_loss[-1], "train_acc": 1 - train_loss[-1] / 2, "test_loss": 0.4 / n,
-             "test_acc": test_acc[-1]} if n else {}  # fmt: skip
-    record = {"status": status, "activation": activation, "seed": seed, "overrides": [f"activation={activation}"],
-              "choices": {"activation": activation}, "config": cfg, "epochs_completed": n, "final": final,
-              "error": "boom" if status == "failed" else None, "started": f"2026-01-01T00:00:{seed:02d}",
-              "git_commit": "abc", "torch": "2", "device": "cpu"}  # fmt: skip
+    final = (
+        {
+            "train_loss": train_loss[-1],
+            "train_acc": 1 - train_loss[-1] / 2,
+            "test_loss": 0.4 / n,
+            "test_acc": test_acc[-1],
+        }
+        if n
+        else {}
+    )
+    record = {
+        "status": status,
+        "activation": activation,
+        "seed": seed,
+        "overrides": [f"activation={activation}"],
+        "choices": {"activation": activation},
+        "config": cfg,
+        "epochs_completed": n,
+        "final": final,
+        "error": "boom" if status == "failed" else None,
+        "started": f"2026-01-01T00:00:{seed:02d}",
+        "git_commit": "abc",
+        "torch": "2",
+        "device": "cpu",
+    }
     runs.write_record(folder / "run.json", record)  # the recorder's own writer
     return folder
 

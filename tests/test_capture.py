@@ -23,12 +23,20 @@ from actcompare.experiment import ELEMENTWISE_OPTIMIZERS
 
 # Each elementwise optimizer of experiment.py with options that add state (amsgrad, momentum, centered).
 OPTIMIZERS = {
-    "Adam": {}, "Adam-amsgrad": {"amsgrad": True, "weight_decay": 0.01}, "Adam-fused": {"fused": True},
-    "AdamW": {"weight_decay": 0.1}, "NAdam": {},
-    "NAdam-decoupled": {"weight_decay": 0.1, "decoupled_weight_decay": True}, "RAdam": {}, "RMSprop": {},
-    "RMSprop-centered": {"momentum": 0.9, "centered": True}, "Adamax": {},
-    "Adagrad": {"initial_accumulator_value": 0.3}, "SGD": {"lr": 0.1}, "SGD-momentum": {"lr": 0.1, "momentum": 0.9},
-}  # fmt: skip
+    "Adam": {},
+    "Adam-amsgrad": {"amsgrad": True, "weight_decay": 0.01},
+    "Adam-fused": {"fused": True},
+    "AdamW": {"weight_decay": 0.1},
+    "NAdam": {},
+    "NAdam-decoupled": {"weight_decay": 0.1, "decoupled_weight_decay": True},
+    "RAdam": {},
+    "RMSprop": {},
+    "RMSprop-centered": {"momentum": 0.9, "centered": True},
+    "Adamax": {},
+    "Adagrad": {"initial_accumulator_value": 0.3},
+    "SGD": {"lr": 0.1},
+    "SGD-momentum": {"lr": 0.1, "momentum": 0.9},
+}
 
 
 def optimizer_class(name: str) -> type:
@@ -220,8 +228,12 @@ def test_only_the_uncaptured_warning_is_silenced() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with cap.quiet_uncaptured():
-            warnings.warn("This instance was constructed with capturable=True or some of ... but step() is running "
-                          "without CUDA graph capture", UserWarning, stacklevel=1)  # fmt: skip
+            warnings.warn(
+                "This instance was constructed with capturable=True or some of ... but step() is running "
+                "without CUDA graph capture",
+                UserWarning,
+                stacklevel=1,
+            )
             warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
 
@@ -285,6 +297,7 @@ def test_graphed_path_equals_eager_path(stub_graphs, name: str) -> None:
     (graph,) = stub_graphs
     graph.params = graphed.params
     assert graphed._graph is graph and eager._graph is None and graphed.warmup_seconds > 0
+
     def tensors(e):
         return [*e.params, *(b for m in e._act_modules for b in m.buffers())]
 
@@ -355,8 +368,14 @@ def test_epoch_seconds_exclude_warm_up_and_capture(stub_graphs, tiny_cfg, tmp_pa
         return graphs[-1]
 
     monkeypatch.setattr(stacked, "capture", slow_capture)
-    (record,) = run_group([RunSpec(tiny_cfg("epochs=2", "data.train_samples=500", "diagnostics=false",
-                                            "save_model=false"), tmp_path / "run")])  # fmt: skip
+    (record,) = run_group(
+        [
+            RunSpec(
+                tiny_cfg("epochs=2", "data.train_samples=500", "diagnostics=false", "save_model=false"),
+                tmp_path / "run",
+            )
+        ]
+    )
     assert record["status"] == "completed" and len(graphs) == 1 and graphs[0].replays == 2 * 7
     assert (pd.read_csv(tmp_path / "run" / "metrics.csv")["epoch_seconds"] < 1000).all()
 

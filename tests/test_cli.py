@@ -21,21 +21,50 @@ from .conftest import REPO, assert_clean_error, read_json
 
 pytestmark = pytest.mark.slow
 
-RUN_FILES = ("metrics.csv", "run.json", "diagnostics.csv", "model.pt", "confusion.csv", "examples.npz", "run.log",
-             ".hydra/config.yaml", ".hydra/overrides.yaml")  # fmt: skip
-SWEEP_FILES = ("results.csv", "runs.csv", "summary.csv", "diagnostics.csv", "train_loss.png", "test_loss.png",
-               "test_accuracy.png", "report.md", "multirun.yaml")  # fmt: skip
+RUN_FILES = (
+    "metrics.csv",
+    "run.json",
+    "diagnostics.csv",
+    "model.pt",
+    "confusion.csv",
+    "examples.npz",
+    "run.log",
+    ".hydra/config.yaml",
+    ".hydra/overrides.yaml",
+)
+SWEEP_FILES = (
+    "results.csv",
+    "runs.csv",
+    "summary.csv",
+    "diagnostics.csv",
+    "train_loss.png",
+    "test_loss.png",
+    "test_accuracy.png",
+    "report.md",
+    "multirun.yaml",
+)
 PLOTS = ("train_loss.png", "test_loss.png", "test_accuracy.png")
 TRAIN_SAMPLES = 384
 
 # Values refused by validate(), before any data is read (data.root points nowhere: see procs),
 # all in one process: its one line names every problem.
-REFUSED_ARGS = ["+optimizer.momentum=0.9", "+activation.module.slope=1", "+activation.foo=1", f"seed={2**40}",
-                "activation.name=../../../escaped", "data.train_samples=10000000"]  # fmt: skip
-REFUSED_MESSAGES = ["unknown key 'optimizer.momentum'", "Adam does not take 'momentum'",
-                    "unknown key 'activation.module.slope'", "unknown key 'activation.foo'",
-                    f"seed={2**40} is not allowed", "activation.name=../../../escaped is not",
-                    "data.train_samples=10000000 is more than"]  # fmt: skip
+REFUSED_ARGS = [
+    "+optimizer.momentum=0.9",
+    "+activation.module.slope=1",
+    "+activation.foo=1",
+    f"seed={2**40}",
+    "activation.name=../../../escaped",
+    "data.train_samples=10000000",
+]
+REFUSED_MESSAGES = [
+    "unknown key 'optimizer.momentum'",
+    "Adam does not take 'momentum'",
+    "unknown key 'activation.module.slope'",
+    "unknown key 'activation.foo'",
+    f"seed={2**40} is not allowed",
+    "activation.name=../../../escaped is not",
+    "data.train_samples=10000000 is more than",
+]
 
 BAD = {  # name: (run.py arguments, text stderr must contain)
     "unknown_activation": (["activation=relux"], ["relux", "relu", "sigmoid", "tanh"]),
@@ -47,10 +76,14 @@ BAD = {  # name: (run.py arguments, text stderr must contain)
     "misspelt_key": (["epoch=3"], ["unknown key 'epoch'", "did you mean 'epochs'"]),
     "misspelt_nested_key": (["model.hiden_sizes=[64]"], ["unknown key 'model.hiden_sizes'", "model.hidden_sizes"]),
     "appended_unknown_key": (["+epoch=3"], ["unknown key 'epoch'", "did you mean 'epochs'"]),
-    "unknown_launcher": (["-m", "hydra/launcher=nonexistent"], ["unknown hydra/launcher 'nonexistent'", "basic, ",
-                                                                "joblib, "]),
-    "unknown_activation_in_sweep": (["-m", "activation=relu,relux"], ["unknown activation 'relux'",
-                                                                      "(did you mean 'relu'?)"]),
+    "unknown_launcher": (
+        ["-m", "hydra/launcher=nonexistent"],
+        ["unknown hydra/launcher 'nonexistent'", "basic, ", "joblib, "],
+    ),
+    "unknown_activation_in_sweep": (
+        ["-m", "activation=relu,relux"],
+        ["unknown activation 'relux'", "(did you mean 'relu'?)"],
+    ),
     "refused_before_data": (REFUSED_ARGS, REFUSED_MESSAGES),
     # the tiny MNIST holds 512 training images: refused when its files are read, before training
     "more_samples_than_the_files": (["data.train_samples=1000"], ["data.train_samples=1000 but", "only 512"]),
@@ -74,10 +107,24 @@ def procs(start_run_py, extra_conf: str, tmp_path_factory: pytest.TempPathFactor
         where = f"hydra.sweep.dir={out}" if multirun else f"hydra.run.dir={out}"
         started[name] = (start_run_py(*args, where, queued=True), out)
 
-    start("sweep", "-m", "activation=relu,tanh", "seed=0,1", "epochs=2", f"data.train_samples={TRAIN_SAMPLES}",
-          multirun=True)  # fmt: skip
-    start("sweep_again", "-m", "activation=relu,tanh", "seed=0,1", "epochs=2", f"data.train_samples={TRAIN_SAMPLES}",
-          multirun=True)  # fmt: skip
+    start(
+        "sweep",
+        "-m",
+        "activation=relu,tanh",
+        "seed=0,1",
+        "epochs=2",
+        f"data.train_samples={TRAIN_SAMPLES}",
+        multirun=True,
+    )
+    start(
+        "sweep_again",
+        "-m",
+        "activation=relu,tanh",
+        "seed=0,1",
+        "epochs=2",
+        f"data.train_samples={TRAIN_SAMPLES}",
+        multirun=True,
+    )
     start("diverge_sweep", "-m", "activation=relu,amplify", "epochs=2", extra_conf, multirun=True)
     start("single", "epochs=1")
     start("crash_sweep", "-m", "activation=relu,crash", "epochs=1", extra_conf, multirun=True)
@@ -94,9 +141,18 @@ def procs(start_run_py, extra_conf: str, tmp_path_factory: pytest.TempPathFactor
     user_conf = tmp / "user_conf"
     (user_conf / "activation").mkdir(parents=True)
     (user_conf / "activation" / "boom.yaml").write_text("name: boom\nmodule:\n  _target_: torch.nn.ReLU\n")
-    start("config_dir_sweep", f"--config-dir={user_conf}", "-m", "activation=relu,boom", "epochs=1",
-          "data.train_samples=128", "model.hidden_sizes=[16]", "diagnostics=false", "save_model=false",
-          multirun=True)  # fmt: skip
+    start(
+        "config_dir_sweep",
+        f"--config-dir={user_conf}",
+        "-m",
+        "activation=relu,boom",
+        "epochs=1",
+        "data.train_samples=128",
+        "model.hidden_sizes=[16]",
+        "diagnostics=false",
+        "save_model=false",
+        multirun=True,
+    )
     start("help", f"--config-dir={user_conf}", "--help")
     # (an empty folder and the in-process checks: test_report.py)
     started["report_missing"] = (start_run_py(str(tmp / "not_there"), script="scripts/report.py", queued=True), None)
@@ -129,8 +185,9 @@ def test_sweep_exits_zero(procs) -> None:
 def test_sweep_job_folders_and_files(procs) -> None:
     _, sweep = result(procs, "sweep")
     names = {d.name for d in job_dirs(sweep)}
-    assert names == {f"activation={a},data.train_samples={TRAIN_SAMPLES},epochs=2,seed={s}"
-                     for a in ("relu", "tanh") for s in (0, 1)}  # fmt: skip
+    assert names == {
+        f"activation={a},data.train_samples={TRAIN_SAMPLES},epochs=2,seed={s}" for a in ("relu", "tanh") for s in (0, 1)
+    }
     for d in job_dirs(sweep):
         for f in RUN_FILES:
             assert (d / f).is_file(), f"{d.name}/{f} missing"
@@ -312,8 +369,9 @@ def _assert_interrupted(res) -> None:
     assert lines and lines[-1].startswith("interrupted"), res.stderr
 
 
-@pytest.mark.parametrize("delays", [(0.2,), (0.2, 0.25), (1.0,), (1.0, 1.02)], ids=["early", "early-twice",
-                                                                                      "importing", "importing-twice"])
+@pytest.mark.parametrize(
+    "delays", [(0.2,), (0.2, 0.25), (1.0,), (1.0, 1.02)], ids=["early", "early-twice", "importing", "importing-twice"]
+)
 def test_ctrl_c_while_starting(start_run_py, extra_conf: str, tmp_path: Path, delays: tuple[float, ...]) -> None:
     """Ctrl-C (once or twice) while Python imports torch and Hydra: exit 130 with one line."""
     import signal

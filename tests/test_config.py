@@ -358,8 +358,14 @@ def test_help_documents_every_key_of_the_schema() -> None:
     text = help_text()
     for key, default, meaning in documented_keys():
         assert key in text and meaning in text and default in text
-    for word in ("hydra/launcher=parallel", "hydra/launcher=local_processes", "hparams_search=lr_optuna",
-                 "experiment=", "$APP_CONFIG_GROUPS", "$CONFIG"):  # fmt: skip
+    for word in (
+        "hydra/launcher=parallel",
+        "hydra/launcher=local_processes",
+        "hparams_search=lr_optuna",
+        "experiment=",
+        "$APP_CONFIG_GROUPS",
+        "$CONFIG",
+    ):
         assert word in text, word
     # Hydra fills the template with string.Template: any other $name would crash --help.
     import string

@@ -51,8 +51,17 @@ def test_stacked_equals_single(tiny_cfg, tmp_path: Path) -> None:
 
 def test_same_command_twice_gives_identical_metrics(tiny_cfg, tmp_path: Path) -> None:
     for name in ("a", "b"):
-        run_group(specs(tiny_cfg, tmp_path / name, ["relu", "prelu"], [0, 1], "epochs=1", "diagnostics=false",
-                        "save_model=false"))  # fmt: skip
+        run_group(
+            specs(
+                tiny_cfg,
+                tmp_path / name,
+                ["relu", "prelu"],
+                [0, 1],
+                "epochs=1",
+                "diagnostics=false",
+                "save_model=false",
+            )
+        )
     for folder in (tmp_path / "a").iterdir():
         pd.testing.assert_frame_equal(metrics(folder), metrics(tmp_path / "b" / folder.name))
 
@@ -109,7 +118,8 @@ def test_ctrl_c_keeps_every_models_epochs_and_resume_redoes_only_unfinished(tiny
     monkeypatch.setattr(stacked.StackedEngine, "train_epoch", real)
     before = (tmp_path / "relu-9" / "run.json").read_text()
     all_specs = specs(tiny_cfg, tmp_path, ["relu"], [9], "epochs=3", "resume=true") + specs(
-        tiny_cfg, tmp_path, ["relu", "prelu"], [0], "epochs=3", "resume=true")  # fmt: skip
+        tiny_cfg, tmp_path, ["relu", "prelu"], [0], "epochs=3", "resume=true"
+    )
     records = run_group(all_specs)
     assert {r["status"] for r in records} == {"completed"}
     assert (tmp_path / "relu-9" / "run.json").read_text() == before  # finished: not redone
@@ -123,7 +133,8 @@ def test_resume_redoes_a_run_whose_metrics_were_cut(tiny_cfg, tmp_path: Path) ->
     assert again["started"] >= first["started"] and again is not first
     assert len(pd.read_csv(path)) == 2
     assert read_json(tmp_path / "relu-0" / "run.json")["final"]["test_acc"] == pytest.approx(
-        pd.read_csv(path)["test_acc"].iloc[-1])  # fmt: skip
+        pd.read_csv(path)["test_acc"].iloc[-1]
+    )
 
 
 def test_a_finished_folder_is_never_overwritten_without_resume(tiny_cfg, tmp_path: Path) -> None:
@@ -157,8 +168,12 @@ def test_an_lr_sweep_is_one_group_per_seed_set(tiny_cfg, tmp_path: Path) -> None
         return RunSpec(tiny_cfg(*o), tmp_path).config
 
     own = {1e-3: "optimizer.weight_decay=0", 1e-2: "optimizer.betas=[0.8,0.99]"}
-    sweep = [cfg(f"activation={a}", f"optimizer.lr={lr}", f"seed={s}", own[lr])
-             for a in ("relu", "tanh") for lr in (1e-3, 1e-2) for s in (0, 1)]  # fmt: skip
+    sweep = [
+        cfg(f"activation={a}", f"optimizer.lr={lr}", f"seed={s}", own[lr])
+        for a in ("relu", "tanh")
+        for lr in (1e-3, 1e-2)
+        for s in (0, 1)
+    ]
     assert [sorted(g) for g in plan(sweep, 64)] == [list(range(8))]
     assert group_key(cfg("optimizer=sgd", "optimizer.momentum=0.5")) == group_key(cfg("optimizer=sgd"))
     # what the stacked step does not implement still splits: another class, betas with amsgrad, nesterov
@@ -171,10 +186,23 @@ def test_an_lr_sweep_is_one_group_per_seed_set(tiny_cfg, tmp_path: Path) -> None
 
 def test_models_with_their_own_lr_train_stacked_as_they_do_alone(tiny_cfg, tmp_path: Path) -> None:
     """relu and prelu x lr 1e-3 and 1e-2 (and their own betas): one group of 4, per-run metrics as alone."""
+
     def group(engine: str) -> list[RunSpec]:
-        return [RunSpec(tiny_cfg(*ACT[a], f"optimizer.lr={lr}", f"optimizer.betas=[{b},0.999]", "epochs=2",
-                                 "data.train_samples=500", "diagnostics=false"), tmp_path / engine / f"{a}-{lr}")
-                for a in ("relu", "prelu") for lr, b in ((0.001, 0.9), (0.01, 0.8))]  # fmt: skip
+        return [
+            RunSpec(
+                tiny_cfg(
+                    *ACT[a],
+                    f"optimizer.lr={lr}",
+                    f"optimizer.betas=[{b},0.999]",
+                    "epochs=2",
+                    "data.train_samples=500",
+                    "diagnostics=false",
+                ),
+                tmp_path / engine / f"{a}-{lr}",
+            )
+            for a in ("relu", "prelu")
+            for lr, b in ((0.001, 0.9), (0.01, 0.8))
+        ]
 
     for engine in ("stacked", "single"):
         records = run_group(group(engine), engine=engine)

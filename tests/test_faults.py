@@ -68,10 +68,21 @@ def test_killing_a_joblib_sweep_stops_its_workers(start_run_py, extra_conf: str,
     """kill -9 of the sweep process: its workers notice within seconds, record their runs as
     interrupted with the epochs they have, and write nothing more."""
     sweep = tmp_path / "sweep"
-    proc = start_run_py("-m", "activation=slow", "seed=0,1", "epochs=40", extra_conf, "hydra/launcher=joblib",
-                        "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}")  # fmt: skip
-    wait_for(lambda: any(rows(p) >= 1 for p in sweep.glob("*/metrics.csv")) or proc.poll() is not None, 180,
-             "a worker's first epoch")  # fmt: skip
+    proc = start_run_py(
+        "-m",
+        "activation=slow",
+        "seed=0,1",
+        "epochs=40",
+        extra_conf,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+    )
+    wait_for(
+        lambda: any(rows(p) >= 1 for p in sweep.glob("*/metrics.csv")) or proc.poll() is not None,
+        180,
+        "a worker's first epoch",
+    )
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert workers, "joblib started no worker processes"
     os.kill(proc.pid, signal.SIGKILL)

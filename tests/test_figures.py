@@ -38,16 +38,26 @@ def drawn(monkeypatch) -> list:
         plt.close(fig)
 
 
-def run(root: Path, act: str, seed: int, final: float, epochs: int = 3, confusion: np.ndarray | None = None,
-        diagnostics: pd.DataFrame | None = None, **config) -> Path:  # fmt: skip
+def run(
+    root: Path,
+    act: str,
+    seed: int,
+    final: float,
+    epochs: int = 3,
+    confusion: np.ndarray | None = None,
+    diagnostics: pd.DataFrame | None = None,
+    **config,
+) -> Path:
     """A run whose test accuracy climbs to ``final``; folder named after its settings."""
     label = ",".join([f"activation={act}", *(f"{k}={v}" for k, v in sorted(config.items())), f"seed={seed}"])
     curve = [final - 0.01 * (epochs - 1 - e) for e in range(epochs)]
     cfg: dict = {}
     for key, value in config.items():  # "optimizer.lr" -> {"optimizer": {"lr": ...}}
         head, _, leaf = key.partition(".")
-        base = {"optimizer": {"_target_": "torch.optim.Adam", "lr": 0.001},
-                "model": {"hidden_sizes": [32, 32], "depth": None}}.get(head, {})  # fmt: skip
+        base = {
+            "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.001},
+            "model": {"hidden_sizes": [32, 32], "depth": None},
+        }.get(head, {})
         cfg[head] = {**base, **cfg.get(head, {}), leaf: value}
     folder = write_run(root / label.replace(".", "_"), act, seed, curve, **cfg)
     if confusion is not None:
@@ -72,8 +82,14 @@ def comparisons_of(sweep, baseline: str = "relu", verdicts: dict | None = None) 
         base = same["group"].iloc[0]
         d = F.paired_seed_diffs(sweep, group, base)
         lo, hi = stats.ttest_1samp(d.to_numpy(), 0).confidence_interval() if d.std() > 0 else (math.nan, math.nan)
-        row = {"group": group, "baseline": base, "diff": d.mean(), "diff_ci_low": lo, "diff_ci_high": hi,
-               "n_pairs": len(d)}  # fmt: skip
+        row = {
+            "group": group,
+            "baseline": base,
+            "diff": d.mean(),
+            "diff_ci_low": lo,
+            "diff_ci_high": hi,
+            "n_pairs": len(d),
+        }
         if verdicts is not None:
             row["verdict"] = verdicts.get(act, "undecided")
         rows.append(row)
@@ -128,8 +144,9 @@ def test_forest_one_dot_per_shared_seed_ci_margin_and_verdicts(paired: Path, dra
     # The mean with its CI (in points), the ±margin band, a zero line, the verdicts and n at the right.
     row = comp.set_index("group").loc["sigmoid"]
     bars = [ln for ln in ax.get_lines() if ln.get_linewidth() == pytest.approx(2.4)]
-    assert any(sorted(b.get_xdata()) == pytest.approx([100 * row["diff_ci_low"], 100 * row["diff_ci_high"]])
-               for b in bars)  # fmt: skip
+    assert any(
+        sorted(b.get_xdata()) == pytest.approx([100 * row["diff_ci_low"], 100 * row["diff_ci_high"]]) for b in bars
+    )
     band = [p for p in ax.patches if p.get_alpha() == pytest.approx(0.13)]
     assert len(band) == 1
     x0, width = band[0].get_x(), band[0].get_width()  # axvspan: a rectangle in data x
@@ -202,8 +219,14 @@ def depth(tmp_path_factory) -> Path:
             collapsed = np.zeros((10, 10))
             collapsed[:, 1] = 1000.0
             run(root, "relu", seed, relu + 0.001 * seed, confusion=m, **{"model.depth": d})
-            run(root, "sigmoid", seed, sigmoid + (0.002 * seed if d < 16 else 0.0),
-                confusion=collapsed if d == 16 else m, **{"model.depth": d})  # fmt: skip
+            run(
+                root,
+                "sigmoid",
+                seed,
+                sigmoid + (0.002 * seed if d < 16 else 0.0),
+                confusion=collapsed if d == 16 else m,
+                **{"model.depth": d},
+            )
     return root
 
 
@@ -248,8 +271,15 @@ def test_searched_key_gets_no_panel_per_trial(tmp_path: Path, drawn: list) -> No
     m = np.full((10, 10), 1.0) + np.diag(np.full(10, 990.0))
     for act in ("relu", "tanh"):
         for i, lr in enumerate(np.exp(rng.uniform(np.log(1e-4), np.log(1e-1), 12))):
-            run(tmp_path, act, 0, 0.90 + 0.005 * i, confusion=m, diagnostics=diag_rows([0.1, 0.1], [0.0, 0.0]),
-                **{"optimizer.lr": float(f"{lr:.3g}")})  # fmt: skip
+            run(
+                tmp_path,
+                act,
+                0,
+                0.90 + 0.005 * i,
+                confusion=m,
+                diagnostics=diag_rows([0.1, 0.1], [0.0, 0.0]),
+                **{"optimizer.lr": float(f"{lr:.3g}")},
+            )
     sweep = load_sweep([tmp_path])
     assert F.searched_keys(sweep) == ["optimizer.lr"] and F.panel_keys(sweep) == []
     F.plot_curves(sweep, "test_acc", "test accuracy (%)", Path("c.png"), log=False)
@@ -282,14 +312,15 @@ def test_confusion_scale_is_not_set_by_a_collapsed_group(depth: Path, drawn: lis
     assert len(shared) == 7 and len(apart) == 1
     limits = {im.get_clim() for im in shared}
     assert len(limits) == 1  # one colour scale ...
-    (vmin, vmax), = limits
+    ((vmin, vmax),) = limits
     assert vmin == 0 and vmax == pytest.approx(2 + 10 * (1 + 2 + 3) / 3)  # ... set by the largest mean error cell
     assert apart[0].get_clim()[1] == pytest.approx(1000.0)  # the collapsed group on its own scale
     assert all(im.colorbar is not None for im in shared[-1:] + apart)
     # natural order of the settings: depth 2 before 16
     titles = [t for t, _ in images]
     assert titles.index(next(t for t in titles if "depth=2\n" in t)) < titles.index(
-        next(t for t in titles if "depth=16" in t))  # fmt: skip
+        next(t for t in titles if "depth=16" in t)
+    )
 
 
 # ---------------------------------------------------------------- diagnostics
@@ -299,8 +330,17 @@ def diag_rows(no_grad: list[float], no_grad_all: list[float], legacy: bool = Fal
     rows = []
     for epoch in (1, 2):
         for layer, (most, every) in enumerate(zip(no_grad, no_grad_all, strict=True), start=1):
-            row = {"epoch": epoch, "layer": layer, "grad_norm": 0.1 * layer, "inactive_frac": most / 2,
-                   "dead_frac": every, "saturated_frac": most / 2, "zero_frac": 0.1, "act_mean": 0.5, "act_std": 1.0}
+            row = {
+                "epoch": epoch,
+                "layer": layer,
+                "grad_norm": 0.1 * layer,
+                "inactive_frac": most / 2,
+                "dead_frac": every,
+                "saturated_frac": most / 2,
+                "zero_frac": 0.1,
+                "act_mean": 0.5,
+                "act_std": 1.0,
+            }
             if not legacy:
                 row.update(no_grad_frac=most, no_grad_all_frac=every)
             rows.append(row)

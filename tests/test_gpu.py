@@ -38,8 +38,9 @@ def cuda_data(tiny_mnist: str):
 
 def build(data, optimizer, graph: bool = True, acts=(nn.ReLU, nn.PReLU, RunningMean32), seeds=(0, 1)):
     variants = [Variant(a, "default") for a in acts]
-    return stacked.StackedEngine(variants, list(seeds), [32, 32], optimizer, BATCH, data.train.x, data.train.y,
-                                 graph=graph)  # fmt: skip
+    return stacked.StackedEngine(
+        variants, list(seeds), [32, 32], optimizer, BATCH, data.train.x, data.train.y, graph=graph
+    )
 
 
 def close(a: list[float], b: list[float], rel: float) -> bool:
@@ -65,8 +66,10 @@ def test_graph_equals_eager_on_the_same_data_with_a_partial_last_batch(cuda_data
         assert close(gl, el, 1e-5) and close(ga, ea, 1e-9), (gl, el)
     for a, b in zip(graphed.params, eager.params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    test_g, test_e = graphed.evaluate(cuda_data.test.x, cuda_data.test.y), eager.evaluate(cuda_data.test.x,
-                                                                                          cuda_data.test.y)
+    test_g, test_e = (
+        graphed.evaluate(cuda_data.test.x, cuda_data.test.y),
+        eager.evaluate(cuda_data.test.x, cuda_data.test.y),
+    )
     assert close(test_g[0], test_e[0], 1e-5)
 
 
@@ -121,9 +124,14 @@ def test_stacked_equals_single_on_cuda_and_model_pt_loads_on_a_cpu(tiny_cfg, tmp
     from actcompare.experiment import RunSpec, run_group
 
     def specs(engine: str) -> list[RunSpec]:
-        return [RunSpec(tiny_cfg(*act, f"seed={s}", "epochs=2", "device=cuda", f"data.train_samples={N_TRAIN}"),
-                        tmp_path / engine / f"{name}-{s}")
-                for s in (0, 1) for name, act in (("relu", []), ("prelu", ["activation=prelu"]))]  # fmt: skip
+        return [
+            RunSpec(
+                tiny_cfg(*act, f"seed={s}", "epochs=2", "device=cuda", f"data.train_samples={N_TRAIN}"),
+                tmp_path / engine / f"{name}-{s}",
+            )
+            for s in (0, 1)
+            for name, act in (("relu", []), ("prelu", ["activation=prelu"]))
+        ]
 
     for engine in ("stacked", "single"):
         records = run_group(specs(engine), engine=engine)
@@ -149,8 +157,16 @@ def test_per_model_hyperparameters_graphed_equal_eager(cuda_data, kind: str) -> 
     variants = [Variant(nn.ReLU, "default", o) for o in own]
 
     def make(graph: bool) -> stacked.StackedEngine:
-        return stacked.StackedEngine(variants, [0, 1], [32, 32], functools.partial(torch.optim.Adam, fused=True),
-                                     BATCH, cuda_data.train.x, cuda_data.train.y, graph=graph)  # fmt: skip
+        return stacked.StackedEngine(
+            variants,
+            [0, 1],
+            [32, 32],
+            functools.partial(torch.optim.Adam, fused=True),
+            BATCH,
+            cuda_data.train.x,
+            cuda_data.train.y,
+            graph=graph,
+        )
 
     graphed, eager = make(True), make(False)
     assert graphed._graph is not None and type(graphed.optimizer).__name__ == kind

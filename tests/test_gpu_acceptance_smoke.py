@@ -31,8 +31,11 @@ def acceptance():
 def test_it_checks_every_optimizer_the_engine_may_graph(acceptance) -> None:
     import torch
 
-    expected = {n for n in ELEMENTWISE_OPTIMIZERS
-                if "capturable" in inspect.signature(getattr(torch.optim, n.rsplit(".", 1)[1])).parameters}  # fmt: skip
+    expected = {
+        n
+        for n in ELEMENTWISE_OPTIMIZERS
+        if "capturable" in inspect.signature(getattr(torch.optim, n.rsplit(".", 1)[1])).parameters
+    }
     assert set(acceptance.graphable_optimizers()) == expected and "torch.optim.NAdam" in expected
 
 
@@ -58,8 +61,14 @@ def test_quick_cpu_run_prints_the_table(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MNIST_ROOT"}  # synthetic data
     env["OMP_NUM_THREADS"] = "1"
     out = tmp_path / "table.json"
-    res = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--json", str(out)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--json", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert {r["item"] for r in rows} == set("abcdefgh")

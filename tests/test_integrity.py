@@ -39,10 +39,16 @@ class JobEndRecorder(Callback):
         out = Path(str(config.hydra.runtime.output_dir))
         record = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
         rows = len((out / "metrics.csv").read_text().splitlines()) - 1 if (out / "metrics.csv").exists() else 0
-        line = {"dir": out.name, "status": job_return.status.name, "value": job_return._return_value,
-                "run_status": record.get("status"), "final": record.get("final"), "rows": rows,
-                "model": (out / "model.pt").exists(),
-                "log": (out / "run.log").read_text() if (out / "run.log").exists() else ""}  # fmt: skip
+        line = {
+            "dir": out.name,
+            "status": job_return.status.name,
+            "value": job_return._return_value,
+            "run_status": record.get("status"),
+            "final": record.get("final"),
+            "rows": rows,
+            "model": (out / "model.pt").exists(),
+            "log": (out / "run.log").read_text() if (out / "run.log").exists() else "",
+        }
         with self.path.open("a") as f:
             f.write(json.dumps(line, default=str) + "\n")
 
@@ -84,10 +90,23 @@ def procs(start_run_py, conf: list[str], tmp: Path) -> dict[str, tuple[Any, Path
 
     # trained: the job contract under both launchers, a stochastic activation, a failed stacked attempt
     sweep("fused", "activation=relu,rrelu", "seed=0,1", "epochs=1", SUBDIR, callback(tmp / "fused.jsonl"))
-    sweep("basic", "activation=relu,rrelu", "seed=0", "epochs=1", SUBDIR, "hydra/launcher=basic",
-          callback(tmp / "basic.jsonl"))  # fmt: skip
-    sweep("tracker", "activation=relu,fails_later", "epochs=2", "tracker=tensorboard", "diagnostics=false",
-          "save_model=false")  # fmt: skip
+    sweep(
+        "basic",
+        "activation=relu,rrelu",
+        "seed=0",
+        "epochs=1",
+        SUBDIR,
+        "hydra/launcher=basic",
+        callback(tmp / "basic.jsonl"),
+    )
+    sweep(
+        "tracker",
+        "activation=relu,fails_later",
+        "epochs=2",
+        "tracker=tensorboard",
+        "diagnostics=false",
+        "save_model=false",
+    )
     # refused before anything trains
     sweep("typo", "activation=relu,relux", "epochs=1")
     sweep("max_models", "activation=relu,tanh", "epochs=1", "hydra.launcher.max_models=0")
@@ -121,14 +140,17 @@ def assert_refused(res, *must: str) -> None:
 # ---------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize(("name", "must"), [
-    ("typo", ["unknown activation 'relux'"]),
-    ("max_models", ["hydra.launcher.max_models=0 is not allowed"]),
-    ("broken", ["activation.module", "(in job activation=broken"]),
-    ("shared_label", ["activation name 'relu' is shared by two different activation configs"]),
-    ("zero_twice", ["are the same run", "0 and 0.0"]),
-    ("escape", ["outside the sweep folder", "activation.module.negative_slope=../../../escaped"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "must"),
+    [
+        ("typo", ["unknown activation 'relux'"]),
+        ("max_models", ["hydra.launcher.max_models=0 is not allowed"]),
+        ("broken", ["activation.module", "(in job activation=broken"]),
+        ("shared_label", ["activation name 'relu' is shared by two different activation configs"]),
+        ("zero_twice", ["are the same run", "0 and 0.0"]),
+        ("escape", ["outside the sweep folder", "activation.module.negative_slope=../../../escaped"]),
+    ],
+)
 def test_a_refused_sweep_says_one_thing_and_leaves_nothing(procs, name: str, must: list[str]) -> None:
     res, folder = result(procs, name)
     assert_refused(res, *must)
@@ -139,7 +161,7 @@ def test_a_refused_sweep_says_one_thing_and_leaves_nothing(procs, name: str, mus
 
 def test_an_override_hydra_cannot_parse_says_what_to_quote(procs) -> None:
     res, folder = result(procs, "non_ascii")
-    assert_refused(res, "'é'", "inside quotes", "hydra.sweep.dir=\"")
+    assert_refused(res, "'é'", "inside quotes", 'hydra.sweep.dir="')
     assert len(res.stderr.strip().splitlines()) == 1 and not folder.exists()
     res, folder = result(procs, "space_after_comma")
     assert_refused(res, "cannot parse the override 'activation=relu,'", "space after a comma", "quote")
@@ -157,8 +179,9 @@ def test_resume_into_another_configs_runs_is_refused(procs, start_run_py, conf: 
     res, folder = result(procs, "fused")
     assert res.returncode == 0, res.stderr[-3000:]
     before = sweep_files(folder)
-    again = start_run_py("-m", "activation=relu,rrelu", "seed=0,1", "epochs=2", SUBDIR, "resume=true", *conf,
-                         f"hydra.sweep.dir={folder}").wait()  # fmt: skip
+    again = start_run_py(
+        "-m", "activation=relu,rrelu", "seed=0,1", "epochs=2", SUBDIR, "resume=true", *conf, f"hydra.sweep.dir={folder}"
+    ).wait()
     assert_refused(again, "run of another config", "epochs: 1 there, 2 here", "resume=true continues only")
     assert len(again.stderr.strip().splitlines()) == 1, again.stderr
     after = {k: v for k, v in sweep_files(folder).items() if not k.startswith(".")}
@@ -242,10 +265,20 @@ def reports(start_run_py, tmp: Path) -> dict[str, tuple[Any, Path]]:
     for lr, shift in ((1e-3, 0.0), (1.0000001e-3, 0.05)):
         for seed in (0, 1):
             for act in ("relu", "tanh"):
-                write_run(ident / f"{act}_lr{lr}_{seed}", act, seed, test_acc=(0.5, 0.9 + shift + 0.01 * seed),
-                          optimizer={"_target_": "torch.optim.Adam", "lr": lr, "weight_decay": 0})  # fmt: skip
-    twin = write_run(ident / "relu_again_0", "relu", 0, test_acc=(0.5, 0.9),
-                     optimizer={"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 0.0})  # fmt: skip
+                write_run(
+                    ident / f"{act}_lr{lr}_{seed}",
+                    act,
+                    seed,
+                    test_acc=(0.5, 0.9 + shift + 0.01 * seed),
+                    optimizer={"_target_": "torch.optim.Adam", "lr": lr, "weight_decay": 0},
+                )
+    twin = write_run(
+        ident / "relu_again_0",
+        "relu",
+        0,
+        test_acc=(0.5, 0.9),
+        optimizer={"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 0.0},
+    )
     (twin / "examples.npz").write_bytes(b"")
     (ident / "relu_lr0.001_0" / "examples.npz").write_bytes(b"PK\x03\x04 truncated")
     (ident / "tanh_lr0.001_0" / "examples.npz").write_bytes(b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'}")
@@ -273,7 +306,8 @@ def test_merged_sweeps_with_one_base_name_keep_their_runs_apart(reports) -> None
     assert {r.split("/sweep/")[0] for r in runs["run"]} == {"a", "b"}
     results = pd.read_csv(out / "results.csv")
     assert results.groupby("run")["epoch"].max().to_dict() == {
-        r: (2 if r.startswith("a/") else 3) for r in runs["run"]}, "a run's rows come from another run"  # fmt: skip
+        r: (2 if r.startswith("a/") else 3) for r in runs["run"]
+    }, "a run's rows come from another run"
 
 
 def test_identity_is_canonical_and_labels_tell_groups_apart(reports) -> None:

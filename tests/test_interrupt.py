@@ -46,8 +46,10 @@ def interrupt_after_first_epoch(jobs: list[tuple[Proc, Path, str, int]], timeout
                 seen[proc.pid] = time.monotonic()
             if proc.pid in seen and time.monotonic() - seen[proc.pid] >= MID_EPOCH:
                 if proc.poll() is not None:
-                    pytest.fail(f"{proc.args} finished before the signal could be sent "
-                                f"({time.monotonic() - seen[proc.pid]:.1f} s after its first epoch)")
+                    pytest.fail(
+                        f"{proc.args} finished before the signal could be sent "
+                        f"({time.monotonic() - seen[proc.pid]:.1f} s after its first epoch)"
+                    )
                 proc.send_signal(sig)
                 pending.remove(job)
             elif proc.poll() is not None:
@@ -65,16 +67,31 @@ def interrupted(start_run_py, extra_conf: str, tmp_path_factory):
     SIGINT, and a single slow run by SIGTERM."""
     tmp = tmp_path_factory.mktemp("interrupt")
     args = {
-        "sweep": ["-m", "activation=relu,slow", f"epochs={SWEEP_EPOCHS}", extra_conf,
-                  f"hydra.sweep.dir={tmp / 'sweep'}"],
-        "basic": ["-m", "activation=relu,slow", f"epochs={SWEEP_EPOCHS}", extra_conf, "hydra/launcher=basic",
-                  f"hydra.sweep.dir={tmp / 'basic'}"],
-    }  # fmt: skip
+        "sweep": [
+            "-m",
+            "activation=relu,slow",
+            f"epochs={SWEEP_EPOCHS}",
+            extra_conf,
+            f"hydra.sweep.dir={tmp / 'sweep'}",
+        ],
+        "basic": [
+            "-m",
+            "activation=relu,slow",
+            f"epochs={SWEEP_EPOCHS}",
+            extra_conf,
+            "hydra/launcher=basic",
+            f"hydra.sweep.dir={tmp / 'basic'}",
+        ],
+    }
     sweep, basic = start_run_py(*args["sweep"]), start_run_py(*args["basic"])
     single = start_run_py("activation=slow", "epochs=100", extra_conf, f"hydra.run.dir={tmp / 'single'}")
-    interrupt_after_first_epoch([(sweep, tmp / "sweep", "activation=slow*/metrics.csv", signal.SIGINT),
-                                 (basic, tmp / "basic", "activation=slow*/metrics.csv", signal.SIGINT),
-                                 (single, tmp / "single", "metrics.csv", signal.SIGTERM)])  # fmt: skip
+    interrupt_after_first_epoch(
+        [
+            (sweep, tmp / "sweep", "activation=slow*/metrics.csv", signal.SIGINT),
+            (basic, tmp / "basic", "activation=slow*/metrics.csv", signal.SIGINT),
+            (single, tmp / "single", "metrics.csv", signal.SIGTERM),
+        ]
+    )
     return {
         "sweep": (sweep.wait(timeout=60), tmp / "sweep"),
         "basic": (basic.wait(timeout=60), tmp / "basic"),

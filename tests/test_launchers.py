@@ -36,8 +36,11 @@ def sweeps(start_run_py, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
 def files(sweep: Path) -> set[str]:
     """Relative paths of everything in the sweep folder except submitit's own bookkeeping."""
-    return {p.relative_to(sweep).as_posix() for p in sweep.rglob("*")
-            if p.is_file() and not p.relative_to(sweep).as_posix().startswith(".submitit/")}  # fmt: skip
+    return {
+        p.relative_to(sweep).as_posix()
+        for p in sweep.rglob("*")
+        if p.is_file() and not p.relative_to(sweep).as_posix().startswith(".submitit/")
+    }
 
 
 def metrics(sweep: Path) -> pd.DataFrame:

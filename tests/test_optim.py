@@ -22,7 +22,7 @@ def stacked_params(seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor
     lead = torch.randn(M, 4, H, generator=g, dtype=torch.float64)
     cols = torch.randn(S, 4, V * H, generator=g, dtype=torch.float64)
     own = [torch.randn(H, generator=g, dtype=torch.float64) for _ in range(M)]
-    col_owner = (torch.arange(S).view(S, 1, 1) * V + torch.arange(V).repeat_interleave(H).view(1, 1, V * H))
+    col_owner = torch.arange(S).view(S, 1, 1) * V + torch.arange(V).repeat_interleave(H).view(1, 1, V * H)
     params = [t.requires_grad_() for t in (lead, cols, *own)]
     return params, [None, col_owner, *[torch.tensor(m) for m in range(M)]]
 
@@ -47,15 +47,36 @@ def stacked_loss(params: list[torch.Tensor]) -> torch.Tensor:
 
 # mixed values in one group: model m gets values[m]
 CASES = {
-    "adam": (torch.optim.Adam, {"lr": [1e-3, 3e-3, 1e-2, 3e-4], "beta1": [0.9, 0.8, 0.95, 0.5],
-                                "beta2": [0.999, 0.99, 0.9, 0.9999], "eps": [1e-8, 1e-6, 1e-3, 1e-8],
-                                "weight_decay": [0.0, 0.01, 0.1, 0.0]}),
-    "adamw": (torch.optim.AdamW, {"lr": [1e-3, 3e-3, 1e-2, 3e-4], "beta1": [0.9, 0.8, 0.95, 0.5],
-                                  "beta2": [0.999, 0.99, 0.9, 0.9999], "eps": [1e-8, 1e-6, 1e-3, 1e-8],
-                                  "weight_decay": [0.0, 0.01, 0.1, 0.5]}),
-    "sgd": (torch.optim.SGD, {"lr": [0.1, 0.03, 0.3, 0.01], "momentum": [0.0, 0.5, 0.9, 0.99],
-                              "dampening": [0.0, 0.1, 0.0, 0.5], "weight_decay": [0.0, 0.01, 0.1, 0.0]}),
-}  # fmt: skip
+    "adam": (
+        torch.optim.Adam,
+        {
+            "lr": [1e-3, 3e-3, 1e-2, 3e-4],
+            "beta1": [0.9, 0.8, 0.95, 0.5],
+            "beta2": [0.999, 0.99, 0.9, 0.9999],
+            "eps": [1e-8, 1e-6, 1e-3, 1e-8],
+            "weight_decay": [0.0, 0.01, 0.1, 0.0],
+        },
+    ),
+    "adamw": (
+        torch.optim.AdamW,
+        {
+            "lr": [1e-3, 3e-3, 1e-2, 3e-4],
+            "beta1": [0.9, 0.8, 0.95, 0.5],
+            "beta2": [0.999, 0.99, 0.9, 0.9999],
+            "eps": [1e-8, 1e-6, 1e-3, 1e-8],
+            "weight_decay": [0.0, 0.01, 0.1, 0.5],
+        },
+    ),
+    "sgd": (
+        torch.optim.SGD,
+        {
+            "lr": [0.1, 0.03, 0.3, 0.01],
+            "momentum": [0.0, 0.5, 0.9, 0.99],
+            "dampening": [0.0, 0.1, 0.0, 0.5],
+            "weight_decay": [0.0, 0.01, 0.1, 0.0],
+        },
+    ),
+}
 
 
 def torch_kwargs(algorithm: str, values: dict[str, list[float]], m: int) -> dict[str, float]:
@@ -91,8 +112,11 @@ def run_per_model(algorithm: str, values: dict, steps: int = K, **options) -> li
 
 
 def max_gap(stacked: list[torch.Tensor], per_model: list[list[torch.Tensor]]) -> float:
-    return max((a - b).abs().max().item() for m in range(M)
-               for a, b in zip(model_slices(stacked, m), per_model[m], strict=True))  # fmt: skip
+    return max(
+        (a - b).abs().max().item()
+        for m in range(M)
+        for a, b in zip(model_slices(stacked, m), per_model[m], strict=True)
+    )
 
 
 @pytest.mark.parametrize("algorithm", CASES)
@@ -180,13 +204,22 @@ def float64():
 
 
 ENGINE_CASES = {
-    "adam": (torch.optim.Adam, {"fused": False}, [{"lr": 1e-3}, {"lr": 1e-2, "betas": (0.8, 0.99)},
-                                                 {"lr": 3e-3, "weight_decay": 0.01}]),
-    "adamw": (torch.optim.AdamW, {"weight_decay": 0.05}, [{"lr": 1e-3}, {"lr": 1e-2, "weight_decay": 0.2},
-                                                         {"lr": 3e-3, "eps": 1e-4}]),
-    "sgd": (torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}, [{}, {"lr": 0.2, "momentum": 0.5},
-                                                            {"momentum": 0.0, "weight_decay": 0.01}]),
-}  # fmt: skip
+    "adam": (
+        torch.optim.Adam,
+        {"fused": False},
+        [{"lr": 1e-3}, {"lr": 1e-2, "betas": (0.8, 0.99)}, {"lr": 3e-3, "weight_decay": 0.01}],
+    ),
+    "adamw": (
+        torch.optim.AdamW,
+        {"weight_decay": 0.05},
+        [{"lr": 1e-3}, {"lr": 1e-2, "weight_decay": 0.2}, {"lr": 3e-3, "eps": 1e-4}],
+    ),
+    "sgd": (
+        torch.optim.SGD,
+        {"lr": 0.05, "momentum": 0.9},
+        [{}, {"lr": 0.2, "momentum": 0.5}, {"momentum": 0.0, "weight_decay": 0.01}],
+    ),
+}
 
 
 @pytest.mark.parametrize("name", ENGINE_CASES)
@@ -210,8 +243,13 @@ def test_stacked_engine_trains_each_model_with_its_own_hyperparameters(float64, 
     variants = [Variant(a, "default", tuple(o.items())) for a, o in zip(acts, own, strict=True)]
     engine = StackedEngine(variants, [0, 1], [16, 16], functools.partial(cls, **shared), 64, x, y)
     assert engine.per_model_optimizer and isinstance(engine.optimizer, StackedOptimizer)
-    singles = [SingleEngine(Variant(acts[v], "default"), seed, [16, 16], functools.partial(cls, **{**shared, **own[v]}),
-                            64, x, y) for seed in (0, 1) for v in range(3)]  # fmt: skip
+    singles = [
+        SingleEngine(
+            Variant(acts[v], "default"), seed, [16, 16], functools.partial(cls, **{**shared, **own[v]}), 64, x, y
+        )
+        for seed in (0, 1)
+        for v in range(3)
+    ]
     for _ in range(2):
         loss, acc = engine.train_epoch()
         for m, single in enumerate(singles):
@@ -238,7 +276,11 @@ def test_per_model_keys() -> None:
     from actcompare.engines.optim import per_model_keys
 
     assert per_model_keys({"_target_": "torch.optim.Adam", "lr": 1e-3, "fused": True}) == (
-        "lr", "betas", "eps", "weight_decay")  # fmt: skip
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+    )
     assert "momentum" in per_model_keys({"_target_": "torch.optim.SGD", "nesterov": True})
     # an option StackedOptimizer lacks, or another class: only the lr (torch's own step at lr 1)
     assert per_model_keys({"_target_": "torch.optim.Adam", "amsgrad": True}) == ("lr",)
@@ -249,10 +291,15 @@ def test_per_model_keys() -> None:
 # ---------------------------------------------------------------- an lr per model, any linear-in-lr optimizer
 
 LR_ONLY = {
-    "Adam": {"amsgrad": True, "weight_decay": 0.01}, "AdamW": {"weight_decay": 0.1}, "SGD": {"momentum": 0.9},
-    "RMSprop": {"momentum": 0.5, "centered": True}, "Adagrad": {"lr_decay": 0.01}, "Adamax": {},
-    "NAdam": {"weight_decay": 0.1, "decoupled_weight_decay": True}, "RAdam": {"weight_decay": 0.1},
-}  # fmt: skip
+    "Adam": {"amsgrad": True, "weight_decay": 0.01},
+    "AdamW": {"weight_decay": 0.1},
+    "SGD": {"momentum": 0.9},
+    "RMSprop": {"momentum": 0.5, "centered": True},
+    "Adagrad": {"lr_decay": 0.01},
+    "Adamax": {},
+    "NAdam": {"weight_decay": 0.1, "decoupled_weight_decay": True},
+    "RAdam": {"weight_decay": 0.1},
+}
 LRS = [1e-3, 3e-3, 1e-2, 3e-4]
 
 
@@ -304,8 +351,13 @@ def test_stacked_engine_with_an_lr_per_model(float64, name: str) -> None:
     variants = [Variant(a, "default", (("lr", lr),)) for a, lr in zip(acts, lrs, strict=True)]
     engine = StackedEngine(variants, [0, 1], [16, 16], functools.partial(cls, lr=0.5, **options), 64, x, y)
     assert type(engine.optimizer).__name__ == f"PerModelLR{name}"
-    singles = [SingleEngine(Variant(acts[v], "default"), seed, [16, 16], functools.partial(cls, lr=lrs[v], **options),
-                            64, x, y) for seed in (0, 1) for v in range(3)]  # fmt: skip
+    singles = [
+        SingleEngine(
+            Variant(acts[v], "default"), seed, [16, 16], functools.partial(cls, lr=lrs[v], **options), 64, x, y
+        )
+        for seed in (0, 1)
+        for v in range(3)
+    ]
     for _ in range(2):
         loss, acc = engine.train_epoch()
         for m, single in enumerate(singles):

@@ -62,8 +62,16 @@ def test_optuna_accepts_the_worst_value() -> None:
 HAVE_OPTUNA = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
 needs_optuna = pytest.mark.skipif(not HAVE_OPTUNA, reason="the optional optuna extra is not installed")
 
-TINY = ("data.train_samples=512", "data.test_samples=256", "data.val_samples=128", "epochs=1",
-        "hydra.sweeper.n_trials=3", "model.hidden_sizes=[32]", "diagnostics=false", "save_model=false")  # fmt: skip
+TINY = (
+    "data.train_samples=512",
+    "data.test_samples=256",
+    "data.val_samples=128",
+    "epochs=1",
+    "hydra.sweeper.n_trials=3",
+    "model.hidden_sizes=[32]",
+    "diagnostics=false",
+    "save_model=false",
+)
 
 
 @needs_optuna

@@ -36,8 +36,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("wheel")
     # --no-build-isolation: the dev extra installs setuptools, so no network is needed.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(src)], check=True, capture_output=True, text=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (found,) = out.glob("actcompare-*.whl")
     return found
 
@@ -48,12 +52,22 @@ def fresh_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(with_pip=False).create(env)
     python = env / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())  # fmt: skip
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "parent_site_packages.pth").write_text("\n".join(sorted(ours)) + "\n")
-    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True,
-                   capture_output=True, text=True)  # fmt: skip
+    subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return env
 
 
@@ -89,15 +103,27 @@ def test_wheel_carries_configs_licence_and_metadata(wheel: Path) -> None:
 
 def test_installed_package_runs_outside_the_repository(fresh_env: Path, tiny_mnist: str, tmp_path: Path) -> None:
     python = str(fresh_env / "bin" / "python")
-    where = run_in(fresh_env, tmp_path, python, "-c", "import actcompare, hydra_plugins.actcompare.launcher as l; "
-                   "print(actcompare.__file__); print(l.__file__)")  # fmt: skip
+    where = run_in(
+        fresh_env,
+        tmp_path,
+        python,
+        "-c",
+        "import actcompare, hydra_plugins.actcompare.launcher as l; print(actcompare.__file__); print(l.__file__)",
+    )
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(fresh_env)) for line in where.stdout.split()), where.stdout
 
     # the console command: a tiny sweep, configs from the package, files under this folder
     sweep = tmp_path / "sweep"
-    args = ["-m", "activation=relu,tanh", "epochs=1", "data.train_samples=128", "model.hidden_sizes=[16]",
-            "save_model=false", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "activation=relu,tanh",
+        "epochs=1",
+        "data.train_samples=128",
+        "model.hidden_sizes=[16]",
+        "save_model=false",
+        f"hydra.sweep.dir={sweep}",
+    ]
     res = run_in(fresh_env, tmp_path, "actcompare", *args, mnist_root=tiny_mnist)
     assert res.returncode == 0, res.stderr[-3000:]
     records = [read_json(p) for p in sweep.glob("*/run.json")]

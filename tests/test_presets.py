@@ -30,12 +30,23 @@ PRESETS = ("tutorial", "all_activations", "depth", "lr_sweep")
 ACTIVATIONS = group_options("activation")
 # Keep in step with the README's table of studies. all_activations globs every activation config,
 # so its size follows the configs: adding an activation never breaks these tests.
-DOCUMENTED_RUNS = {"tutorial": 4 * 10, "all_activations": len(ACTIVATIONS) * 3, "depth": 5 * 4 * 3,
-                   "lr_sweep": 4 * 5 * 2}  # fmt: skip
+DOCUMENTED_RUNS = {
+    "tutorial": 4 * 10,
+    "all_activations": len(ACTIVATIONS) * 3,
+    "depth": 5 * 4 * 3,
+    "lr_sweep": 4 * 5 * 2,
+}
 # What shrinks a study for the tests: one seed, one epoch, a small net on the tiny data, and no
 # diagnostics or saved models (test_cli.py covers those; here they would only add plots).
-SHRINK = ("hydra.sweeper.params.seed=0", "epochs=1", "data.train_samples=256", "data.test_samples=128",
-          "model.width=32", "diagnostics=false", "save_model=false")  # fmt: skip
+SHRINK = (
+    "hydra.sweeper.params.seed=0",
+    "epochs=1",
+    "data.train_samples=256",
+    "data.test_samples=128",
+    "model.width=32",
+    "diagnostics=false",
+    "save_model=false",
+)
 # ... and a validation split that fits the 256 images, for the presets that hold one out.
 SHRINK_VALIDATION = {"lr_sweep": ("data.val_samples=64",)}
 
@@ -81,8 +92,17 @@ def preset_runs(start_run_py, tmp_path_factory: pytest.TempPathFactory) -> dict[
     procs = {}
     for name in PRESETS:
         out = tmp / name
-        procs[name] = (start_run_py("-m", f"experiment={name}", *SHRINK, *SHRINK_VALIDATION.get(name, ()),
-                                    f"hydra.sweep.dir={out}", queued=True), out)
+        procs[name] = (
+            start_run_py(
+                "-m",
+                f"experiment={name}",
+                *SHRINK,
+                *SHRINK_VALIDATION.get(name, ()),
+                f"hydra.sweep.dir={out}",
+                queued=True,
+            ),
+            out,
+        )
     return {name: (proc.wait(), out) for name, (proc, out) in procs.items()}
 
 

@@ -72,9 +72,22 @@ def test_files_are_written(report: dict[str, Path], sweep_dir: Path) -> None:
 
 def test_summary_statistics(report, sweep_dir: Path) -> None:
     summary = pd.read_csv(sweep_dir / "summary.csv", index_col=0)
-    for col in ("final_test_acc_mean", "final_test_acc_std", "final_test_acc_ci95_low", "final_test_acc_ci95_high",
-                "diff", "diff_ci_low", "diff_ci_high", "verdict", "p_diff", "p_diff_holm", "p_equiv_holm", "n_pairs",
-                "p_best", "baseline"):  # fmt: skip
+    for col in (
+        "final_test_acc_mean",
+        "final_test_acc_std",
+        "final_test_acc_ci95_low",
+        "final_test_acc_ci95_high",
+        "diff",
+        "diff_ci_low",
+        "diff_ci_high",
+        "verdict",
+        "p_diff",
+        "p_diff_holm",
+        "p_equiv_holm",
+        "n_pairs",
+        "p_best",
+        "baseline",
+    ):
         assert col in summary.columns, col
     by = summary.set_index("activation")
     for act, seeds in ACCS.items():
@@ -115,8 +128,11 @@ def test_report_md_sentences(report, sweep_dir: Path) -> None:
 
 def test_failed_runs_lists_failed_interrupted_and_running(sweep_dir: Path) -> None:
     found = dict(failed_runs([sweep_dir]))
-    assert found == {"activation=relu,seed=3": "boom", "activation=tanh,seed=3": "interrupted",
-                     "activation=sigmoid,seed=3": "running"}  # fmt: skip
+    assert found == {
+        "activation=relu,seed=3": "boom",
+        "activation=tanh,seed=3": "interrupted",
+        "activation=sigmoid,seed=3": "running",
+    }
 
 
 def test_no_runs(tmp_path: Path) -> None:
@@ -165,7 +181,8 @@ def test_baseline_option_and_all_pairs(tmp_path: Path) -> None:
 
     both = np.concatenate([pairs["p_diff"], pairs["p_equiv"]])  # one Holm family: 3 differences + 3 TOSTs
     assert np.concatenate([pairs["p_diff_holm"], pairs["p_equiv_holm"]]) == pytest.approx(
-        multipletests(both, method="holm")[1])
+        multipletests(both, method="holm")[1]
+    )
     with pytest.raises(UserError, match="--baseline gelu"):
         summarize(sweep, baseline="gelu")
     no_relu = load_sweep([write_sweep(tmp_path / "b", {"tanh": ACCS["tanh"], "sigmoid": ACCS["sigmoid"]})])
@@ -204,8 +221,13 @@ def test_groups_follow_identity_not_overrides(tmp_path: Path) -> None:
     b = tmp_path / "five"
     for seed, acc in ACCS["relu"].items():
         five = (acc - 0.01, acc - 0.004, acc - 0.002, acc - 0.001, acc)
-        write_run(b / f"activation=relu,seed={seed}", "relu", seed, five,
-                  optimizer={"_target_": "torch.optim.Adam", "lr": 0.01})  # fmt: skip
+        write_run(
+            b / f"activation=relu,seed={seed}",
+            "relu",
+            seed,
+            five,
+            optimizer={"_target_": "torch.optim.Adam", "lr": 0.01},
+        )
     sweep = load_sweep([a, b])
     assert sweep.group_cols == ["activation", "epochs", "optimizer.lr"]
     summary = summarize(sweep)
@@ -256,8 +278,14 @@ def test_metrics_that_disagree_with_run_json_are_excluded(tmp_path: Path) -> Non
 
 
 def _script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "scripts/report.py", *args], cwd=REPO, env=subprocess_env(None),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "scripts/report.py", *args],
+        cwd=REPO,
+        env=subprocess_env(None),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow  # scripts/report.py in subprocesses
@@ -268,9 +296,8 @@ def test_malformed_files_give_one_line_naming_the_file(tmp_path: Path) -> None:
     bad = {
         "truncated": lambda d: (d / "run.json").write_text((d / "run.json").read_text()[:40]),
         "list": lambda d: (d / "run.json").write_text("[]"),
-        "text": lambda d: (d / "metrics.csv").write_text(
-            (d / "metrics.csv").read_text().replace("0.5\n", "abc\n", 1)),
-    }  # fmt: skip
+        "text": lambda d: (d / "metrics.csv").write_text((d / "metrics.csv").read_text().replace("0.5\n", "abc\n", 1)),
+    }
     for i, (name, damage) in enumerate(bad.items()):
         damage(write_run(root / name, "tanh", i))
     every = tmp_path / "every"
@@ -298,9 +325,14 @@ def test_malformed_files_in_a_sweep_raise_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"run\.json: is not valid JSON") as err:
         build_report([tmp_path], missing_ok=True)
     assert "\n" not in str(err.value)
-    assert failed_runs([tmp_path]) == [("r", f"{tmp_path.resolve() / 'r' / 'run.json'}: is not valid JSON "
-                                             "(truncated?): Expecting property name enclosed in double quotes at "
-                                             "line 1")]  # fmt: skip
+    assert failed_runs([tmp_path]) == [
+        (
+            "r",
+            f"{tmp_path.resolve() / 'r' / 'run.json'}: is not valid JSON "
+            "(truncated?): Expecting property name enclosed in double quotes at "
+            "line 1",
+        )
+    ]
 
 
 # ---------------------------------------------------------------- validation split
@@ -325,9 +357,14 @@ def _lr_sweep(root: Path, val: bool) -> Path:
         for lr in (1e-3, 3e-3):
             for seed in range(3):
                 acc = 0.975 + (0.004 if lr == best_lr else 0) + 0.001 * seed
-                write_run(root / f"{act}_{lr}_{seed}", act, seed, test_acc=(0.95, acc),
-                          val_acc=(0.95, acc) if val else None,
-                          optimizer={"_target_": "torch.optim.Adam", "lr": lr})  # fmt: skip
+                write_run(
+                    root / f"{act}_{lr}_{seed}",
+                    act,
+                    seed,
+                    test_acc=(0.95, acc),
+                    val_acc=(0.95, acc) if val else None,
+                    optimizer={"_target_": "torch.optim.Adam", "lr": lr},
+                )
     return root
 
 

@@ -18,8 +18,7 @@ TINY = ("model.hidden_sizes=[16]", "epochs=1", "diagnostics=false", "save_model=
 
 def test_seeds_auto_runs_the_pilot_then_the_planned_seeds(run_py, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
-    r = run_py("-m", "activation=relu,tanh", "seeds=auto", "hydra.sweeper.max_seeds=9", f"hydra.sweep.dir={out}",
-               *TINY)
+    r = run_py("-m", "activation=relu,tanh", "seeds=auto", "hydra.sweeper.max_seeds=9", f"hydra.sweep.dir={out}", *TINY)
     assert r.returncode == 0, r.stderr
     plan = json.loads((out / "seed_plan.json").read_text())
     assert plan["pilot"] == 7 and plan["comparisons"] == 1  # min_pairs(1): 2**(1-7) <= 0.05 / 2

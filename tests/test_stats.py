@@ -18,7 +18,8 @@ def test_compare_pairs_on_shared_seeds_only():
     assert r["n_pairs"] == 3 and r["seeds_dropped"] == "group: 7; baseline: 9"
     ref = stats.ttest_rel([0.980, 0.975, 0.979], [0.978, 0.974, 0.976])
     assert r["diff"] == pytest.approx(0.002) and (r["diff_ci_low"], r["diff_ci_high"]) == pytest.approx(
-        ref.confidence_interval(0.95))
+        ref.confidence_interval(0.95)
+    )
     assert r["p_diff"] >= max(ref.pvalue, 0.25)  # the sign-flip floor of 3 pairs
 
 
@@ -38,8 +39,10 @@ def test_ties_give_no_interval_and_say_why():
 def test_family_settles_with_a_pooled_sd():
     rng = np.random.default_rng(0)
     base = dict(enumerate(rng.normal(0.98, 0.002, 4)))
-    rows = [{"group": g, "baseline": "relu", **compare({s: v + rng.normal(0, 0.002) for s, v in base.items()}, base,
-                                                        0.003)} for g in ("a", "b")]  # fmt: skip
+    rows = [
+        {"group": g, "baseline": "relu", **compare({s: v + rng.normal(0, 0.002) for s, v in base.items()}, base, 0.003)}
+        for g in ("a", "b")
+    ]
     comp = family(rows, 0.003)
     assert list(comp["verdict"]) == ["undecided", "undecided"]  # 4 pairs < min_pairs
     sds = comp["sd_diff"].to_numpy()

@@ -19,16 +19,40 @@ CONFIG = dict(
     activation={"name": "tanh", "module": {"_target_": "torch.nn.Tanh"}},
     optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003, "betas": [0.9, 0.999]},
     model={"hidden_sizes": [32, 32], "depth": None, "width": 128, "init": "default"},
-    data={"root": "/data", "normalize": False, "train_samples": 512, "test_samples": None, "val_samples": None,
-          "download": True},
-    seed=3, epochs=2, batch_size=64, device="cpu", threads=1, diagnostics=True,
-    save_model=False, resume=False, tracker="tensorboard", objective="test_acc",
+    data={
+        "root": "/data",
+        "normalize": False,
+        "train_samples": 512,
+        "test_samples": None,
+        "val_samples": None,
+        "download": True,
+    },
+    seed=3,
+    epochs=2,
+    batch_size=64,
+    device="cpu",
+    threads=1,
+    diagnostics=True,
+    save_model=False,
+    resume=False,
+    tracker="tensorboard",
+    objective="test_acc",
 )
 
 
 def row(epoch: int, acc: float) -> dict:
-    values = dict(activation="tanh", seed=3, epoch=epoch, train_loss=1.0 / epoch, train_acc=acc - 0.05,
-                  test_loss=1.2 / epoch, test_acc=acc, val_loss="", val_acc="", epoch_seconds=0.25)
+    values = dict(
+        activation="tanh",
+        seed=3,
+        epoch=epoch,
+        train_loss=1.0 / epoch,
+        train_acc=acc - 0.05,
+        test_loss=1.2 / epoch,
+        test_acc=acc,
+        val_loss="",
+        val_acc="",
+        epoch_seconds=0.25,
+    )
     assert set(values) == set(METRIC_COLUMNS)
     return values
 
@@ -45,8 +69,11 @@ def read_events(logdir: Path):
         data = plugin_data_pb2.HParamsPluginData.FromString(content)
         if data.HasField("session_start_info"):
             for key, value in data.session_start_info.hparams.items():
-                hparams[key] = value.string_value if value.HasField("string_value") else (
-                    value.number_value if value.HasField("number_value") else value.bool_value)  # fmt: skip
+                hparams[key] = (
+                    value.string_value
+                    if value.HasField("string_value")
+                    else (value.number_value if value.HasField("number_value") else value.bool_value)
+                )
         if data.HasField("experiment"):
             metrics = [m.name.tag for m in data.experiment.metric_infos]
     return scalars, hparams, metrics
@@ -61,8 +88,19 @@ def test_scalars_per_epoch_and_hparams_with_final_metrics(tmp_path: Path) -> Non
     tracker = open_tracker("tensorboard", tmp_path, CONFIG)
     tracker.log_epoch(row(1, 0.80))
     tracker.log_epoch(row(2, 0.90))
-    tracker.close({"status": "completed", "final": {"train_loss": 0.5, "train_acc": 0.85, "test_loss": 0.6,
-                                                    "test_acc": 0.90, "val_loss": None, "val_acc": None}})  # fmt: skip
+    tracker.close(
+        {
+            "status": "completed",
+            "final": {
+                "train_loss": 0.5,
+                "train_acc": 0.85,
+                "test_loss": 0.6,
+                "test_acc": 0.90,
+                "val_loss": None,
+                "val_acc": None,
+            },
+        }
+    )
     assert (tmp_path / "tensorboard").is_dir()
     scalars, hparams, metrics = read_events(tmp_path / "tensorboard")
 
@@ -112,8 +150,16 @@ def test_missing_tensorboard_is_one_clear_error(tmp_path: Path, monkeypatch: pyt
 @pytest.mark.slow
 def test_run_py_tracker_tensorboard(run_py, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    res = run_py("-m", "activation=relu,tanh", "tracker=tensorboard", "epochs=2", "data.train_samples=256",
-                 "model.hidden_sizes=[16]", "save_model=false", f"hydra.sweep.dir={sweep}")
+    res = run_py(
+        "-m",
+        "activation=relu,tanh",
+        "tracker=tensorboard",
+        "epochs=2",
+        "data.train_samples=256",
+        "model.hidden_sizes=[16]",
+        "save_model=false",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     runs = sorted(sweep.glob("*/run.json"))
     assert len(runs) == 2

@@ -26,11 +26,18 @@ if not OmegaConf.has_resolver("actcompare.bookkeeping"):
 atexit.register(gc.freeze)
 
 _EXPORTS = {
-    "ConfigError": "errors", "DataError": "errors", "UserError": "errors",
-    "NeuralNetwork": "model", "load_mnist": "data", "run_experiment": "experiment",
-    "build_report": "report", "load_sweep": "report", "summarize": "report",
-    "test": "train", "train": "train",
-}  # fmt: skip
+    "ConfigError": "errors",
+    "DataError": "errors",
+    "UserError": "errors",
+    "NeuralNetwork": "model",
+    "load_mnist": "data",
+    "run_experiment": "experiment",
+    "build_report": "report",
+    "load_sweep": "report",
+    "summarize": "report",
+    "test": "train",
+    "train": "train",
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,7 +1,7 @@
 """``python -m actcompare ...`` and the ``actcompare`` console command: the same as run.py.
 
-    python -m actcompare -m activation=relu,tanh   # a sweep and its report, from any folder
-    python -m actcompare --help                    # every key, its default and meaning
+python -m actcompare -m activation=relu,tanh   # a sweep and its report, from any folder
+python -m actcompare --help                    # every key, its default and meaning
 """
 
 import os

@@ -34,8 +34,10 @@ def unknown_choice(err: BaseException) -> str | None:
             group, _, name = str(missing).rpartition("/")
             close = difflib.get_close_matches(name, list(options), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            return (f"error: unknown {group} '{name}'{hint}: choose one of {', '.join(sorted(options))} "
-                    f"(or add {group}/{name}.yaml to a --config-dir)")  # fmt: skip
+            return (
+                f"error: unknown {group} '{name}'{hint}: choose one of {', '.join(sorted(options))} "
+                f"(or add {group}/{name}.yaml to a --config-dir)"
+            )
         err = err.__cause__ or err.__context__
     return None
 
@@ -84,12 +86,16 @@ def override_hint(override: str) -> str | None:
     odd = sorted({c for c in value if ord(c) > 127 or c.isspace()})
     if odd:
         shown = ", ".join(repr(c) for c in odd)
-        return (f"the value holds {shown}, which Hydra's override syntax takes only inside quotes: write "
-                f"'{key}=\"{value}\"' (the single quotes are for the shell, the double ones for Hydra)")
+        return (
+            f"the value holds {shown}, which Hydra's override syntax takes only inside quotes: write "
+            f"'{key}=\"{value}\"' (the single quotes are for the shell, the double ones for Hydra)"
+        )
     if value.endswith(","):
-        return (f"nothing follows the last comma (a space after a comma splits the argument in two in the shell): "
-                f"write the values without spaces ({key}={value}<next>) or quote the whole override "
-                f"('{key}={value} <next>')")
+        return (
+            f"nothing follows the last comma (a space after a comma splits the argument in two in the shell): "
+            f"write the values without spaces ({key}={value}<next>) or quote the whole override "
+            f"('{key}={value} <next>')"
+        )
     return None
 
 

@@ -90,8 +90,7 @@ def _read_split(root: str, train: bool, download: bool) -> tuple[torch.Tensor, t
         except Exception as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise DataError(
-                f"MNIST not found ({problem}) and the download failed ({reason}). "
-                f"Fix: {_fix_hint(root)}"
+                f"MNIST not found ({problem}) and the download failed ({reason}). Fix: {_fix_hint(root)}"
             ) from None
     if ds.data.shape[0] != ds.targets.shape[0]:
         raise DataError(
@@ -107,8 +106,9 @@ def _load_uint8(root: str, download: bool) -> tuple[torch.Tensor, ...]:
     return (*_read_split(root, True, download), *_read_split(root, False, download))
 
 
-def check_sample_counts(root: str | os.PathLike, train_samples: int | None, test_samples: int | None,
-                        n_train: int, n_test: int) -> None:
+def check_sample_counts(
+    root: str | os.PathLike, train_samples: int | None, test_samples: int | None, n_train: int, n_test: int
+) -> None:
     """Refuse data.train_samples / data.test_samples larger than the split at ``root``.
 
     Slicing would silently train on fewer images than the config (and run.json) says. The config
@@ -117,8 +117,10 @@ def check_sample_counts(root: str | os.PathLike, train_samples: int | None, test
     """
     for key, wanted, have in (("train_samples", train_samples, n_train), ("test_samples", test_samples, n_test)):
         if wanted is not None and wanted > have:
-            raise DataError(f"data.{key}={wanted} but {_raw_dir(root)} holds only {have} "
-                            f"{key.split('_')[0]} images: use null (all) or at most {have}")  # fmt: skip
+            raise DataError(
+                f"data.{key}={wanted} but {_raw_dir(root)} holds only {have} "
+                f"{key.split('_')[0]} images: use null (all) or at most {have}"
+            )
 
 
 @functools.lru_cache(maxsize=4)

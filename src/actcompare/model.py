@@ -50,9 +50,7 @@ class NeuralNetwork(nn.Module):
         return [m for m in self.layers if isinstance(m, nn.Linear)]
 
 
-def build_model(
-    activation: ActivationFactory, hidden_sizes: Sequence[int], init: str, seed: int
-) -> NeuralNetwork:
+def build_model(activation: ActivationFactory, hidden_sizes: Sequence[int], init: str, seed: int) -> NeuralNetwork:
     """The network a run with ``seed`` starts from, on the CPU: both engines build every model
     through here, so a model trained stacked starts from exactly the weights of a single run."""
     torch.manual_seed(seed)  # weight init; the batch order has its own generator

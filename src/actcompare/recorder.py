@@ -43,8 +43,10 @@ class RecordError(UserError):
 
 
 def _cannot_write(path: Path, err: OSError) -> RecordError:
-    return RecordError(f"could not write {path}: {err.strerror or err} (the files written before are kept; "
-                       "free some space or choose another hydra.sweep.dir, then resume=true)")  # fmt: skip
+    return RecordError(
+        f"could not write {path}: {err.strerror or err} (the files written before are kept; "
+        "free some space or choose another hydra.sweep.dir, then resume=true)"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,11 +67,14 @@ def provenance() -> dict[str, Any]:
 
     status = git("status", "--porcelain")
     return {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "numpy": np.__version__,
-        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
         "hostname": platform.node(),
-    }  # fmt: skip
+    }
 
 
 class CsvLog:
@@ -159,8 +164,12 @@ def existing(out_dir: Path, config: dict, resume: bool) -> dict | None:
             raise ConfigError(f"{out_dir}/run.json exists but is unreadable: pass resume=true to redo that run")
         return None
     same = runs.identity(record.get("config") or {}) == runs.identity(config)
-    if same and out_dir.resolve() in _WRITTEN and record.get("status") in runs.FINISHED and not consistent(
-            out_dir, record):  # fmt: skip
+    if (
+        same
+        and out_dir.resolve() in _WRITTEN
+        and record.get("status") in runs.FINISHED
+        and not consistent(out_dir, record)
+    ):
         log.info("%s: this sweep already trained this exact run; its result is reused", out_dir)
         return record
     if not resume:
@@ -170,8 +179,10 @@ def existing(out_dir: Path, config: dict, resume: bool) -> dict | None:
         )
     if not same:  # another sweep's run (another seed, a changed key): never replaced by this one
         what = difference(record.get("config") or {}, config)
-        raise ConfigError(f"{out_dir} holds a {record.get('status')} run of another config ({what}); resume=true "
-                          "continues only the same runs: choose another hydra.sweep.dir (or delete that folder)")
+        raise ConfigError(
+            f"{out_dir} holds a {record.get('status')} run of another config ({what}); resume=true "
+            "continues only the same runs: choose another hydra.sweep.dir (or delete that folder)"
+        )
     if record.get("status") not in runs.FINISHED:
         return None
     problem = consistent(out_dir, record)
@@ -279,8 +290,9 @@ class RunRecorder:
         """A line about this run alone (its epochs) for its own run.log; nowhere else."""
         if self.run_log:
             stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-            self.log_line(f"[{stamp}][{__name__}][INFO] - {self.ident['activation']} seed {self.ident['seed']}: "
-                          f"{message}")  # fmt: skip
+            self.log_line(
+                f"[{stamp}][{__name__}][INFO] - {self.ident['activation']} seed {self.ident['seed']}: {message}"
+            )
 
     def close_log(self) -> None:
         if self._log_file is not None:
@@ -297,8 +309,12 @@ class RunRecorder:
         self.status, self.extra, self.finished = runs.RUNNING, {}, False
         self.metrics = self.diagnostics = None
         self.record.pop("group", None)
-        self.record.update(engine=engine, status=runs.RUNNING, epochs_completed=0,
-                           started=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
+        self.record.update(
+            engine=engine,
+            status=runs.RUNNING,
+            epochs_completed=0,
+            started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
         self._t0 = time.perf_counter()
         self.start()
 
@@ -377,9 +393,11 @@ class RunRecorder:
         wrong = (probs.argmax(dim=1) != test_y).nonzero().flatten()[:EXAMPLES]
         idx = torch.cat([torch.arange(min(EXAMPLES, len(test_y)), device=wrong.device), wrong])
         arrays = {
-            "index": idx.cpu().numpy(), "label": test_y[idx].cpu().numpy(), "prob": probs[idx].cpu().numpy(),
+            "index": idx.cpu().numpy(),
+            "label": test_y[idx].cpu().numpy(),
+            "prob": probs[idx].cpu().numpy(),
             "image": test_x[idx].reshape(-1, 28, 28).cpu().numpy().astype(np.float32),
-        }  # fmt: skip
+        }
 
         def savez(tmp: Path) -> None:
             with tmp.open("wb") as f:  # a file object: numpy would append ".npz" to a path

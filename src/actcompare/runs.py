@@ -37,8 +37,17 @@ METRIC_COLUMNS = [*ID_COLUMNS, *FINAL_METRICS, *VALIDATION_METRICS, "epoch_secon
 #   activations); zero_frac: share of exactly-zero outputs; grad_norm: weight gradient norm;
 #   no_grad_frac / no_grad_all_frac: share of units with |f'| < 0.1 % of the activation's maximum slope
 #   for most / for every probe image, whatever the cause (diagnostics.py: the one "no gradient" category).
-LAYER_COLUMNS = ["grad_norm", "inactive_frac", "dead_frac", "saturated_frac", "zero_frac", "act_mean", "act_std",
-                 "no_grad_frac", "no_grad_all_frac"]  # fmt: skip
+LAYER_COLUMNS = [
+    "grad_norm",
+    "inactive_frac",
+    "dead_frac",
+    "saturated_frac",
+    "zero_frac",
+    "act_mean",
+    "act_std",
+    "no_grad_frac",
+    "no_grad_all_frac",
+]
 DIAGNOSTIC_COLUMNS = [*ID_COLUMNS, "layer", *LAYER_COLUMNS]
 
 # ---------------------------------------------------------------- identity
@@ -47,10 +56,22 @@ DIAGNOSTIC_COLUMNS = [*ID_COLUMNS, "layer", *LAYER_COLUMNS]
 # interpolates this list through the `actcompare.bookkeeping` resolver), resume, de-duplication and
 # report grouping all use this one list.
 BOOKKEEPING_KEYS = (
-    "resume", "device", "threads", "diagnostics", "save_model", "tracker", "objective",
-    "data.root", "data.download", "experiment", "hparams_search",
-    "report", "report.margin", "report.baseline", "seeds",  # how the sweep is judged and planned
-)  # fmt: skip
+    "resume",
+    "device",
+    "threads",
+    "diagnostics",
+    "save_model",
+    "tracker",
+    "objective",
+    "data.root",
+    "data.download",
+    "experiment",
+    "hparams_search",
+    "report",
+    "report.margin",
+    "report.baseline",
+    "seeds",  # how the sweep is judged and planned
+)
 
 
 def without(config: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -140,8 +161,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+=,@-]")
 def safe_label(label: str) -> str | None:
     """Why ``label`` cannot be used in a file or folder name, or None when it can."""
     if not label or label in (".", "..") or _UNSAFE.search(label):
-        return (f"'{label}' may only hold letters, digits and . _ + = , @ - "
-                "(no slashes, spaces or '..'), since it names files and folders")  # fmt: skip
+        return (
+            f"'{label}' may only hold letters, digits and . _ + = , @ - "
+            "(no slashes, spaces or '..'), since it names files and folders"
+        )
     return None
 
 

@@ -58,54 +58,82 @@ def doc(help: str, shown: str | None = None) -> dict[str, Any]:
 
 @dataclass
 class ActivationConf:
-    name: str = field(default=MISSING, metadata=doc(
-        "label in tables, plots, folder and file names (letters, digits, . _ + = , @ -)", "the option's name"))
-    module: Any = field(default=MISSING, metadata=doc(
-        "{_target_: <any nn.Module class>, **its kwargs}: a fresh module per hidden layer; kwargs are checked "
-        "against the class (+activation.module.<kwarg>=...)", "per option"))
+    name: str = field(
+        default=MISSING,
+        metadata=doc(
+            "label in tables, plots, folder and file names (letters, digits, . _ + = , @ -)", "the option's name"
+        ),
+    )
+    module: Any = field(
+        default=MISSING,
+        metadata=doc(
+            "{_target_: <any nn.Module class>, **its kwargs}: a fresh module per hidden layer; kwargs are checked "
+            "against the class (+activation.module.<kwarg>=...)",
+            "per option",
+        ),
+    )
 
 
 @dataclass
 class ModelConf:
-    hidden_sizes: list[int] = field(default_factory=lambda: [128, 128], metadata=doc(
-        "hidden layer widths: 784-128-128-10"))
-    depth: Optional[int] = field(default=None, metadata=doc(
-        "when set: `depth` hidden layers of `width` units (replaces hidden_sizes)"))
+    hidden_sizes: list[int] = field(
+        default_factory=lambda: [128, 128], metadata=doc("hidden layer widths: 784-128-128-10")
+    )
+    depth: Optional[int] = field(
+        default=None, metadata=doc("when set: `depth` hidden layers of `width` units (replaces hidden_sizes)")
+    )
     width: int = field(default=128, metadata=doc("width of each hidden layer when depth is set"))
-    init: Init = field(default=Init.default, metadata=doc(
-        "default (PyTorch's), kaiming (He normal, ReLU-like), xavier (Glorot, tanh-like)"))
+    init: Init = field(
+        default=Init.default,
+        metadata=doc("default (PyTorch's), kaiming (He normal, ReLU-like), xavier (Glorot, tanh-like)"),
+    )
 
 
 @dataclass
 class DataConf:
-    root: str = field(default="./data", metadata=doc(
-        "folder holding MNIST/raw/ (an empty MNIST_ROOT counts as unset)", "env MNIST_ROOT or ./data"))
-    normalize: bool = field(default=False, metadata=doc(
-        "false: pixels / 255 in [0, 1] (tutorial); true: also standardise with the train mean/std"))
-    train_samples: Optional[int] = field(default=None, metadata=doc(
-        "null = all 60000; N = the first N training images (at most 60000)"))
-    test_samples: Optional[int] = field(default=None, metadata=doc(
-        "null = all 10000; N = the first N test images (at most 10000)"))
+    root: str = field(
+        default="./data",
+        metadata=doc("folder holding MNIST/raw/ (an empty MNIST_ROOT counts as unset)", "env MNIST_ROOT or ./data"),
+    )
+    normalize: bool = field(
+        default=False,
+        metadata=doc("false: pixels / 255 in [0, 1] (tutorial); true: also standardise with the train mean/std"),
+    )
+    train_samples: Optional[int] = field(
+        default=None, metadata=doc("null = all 60000; N = the first N training images (at most 60000)")
+    )
+    test_samples: Optional[int] = field(
+        default=None, metadata=doc("null = all 10000; N = the first N test images (at most 10000)")
+    )
     # Hold out the last N training images as a validation split for model selection (best epoch,
     # best lr): they are not trained on, and val_loss/val_acc are recorded every epoch.
-    val_samples: Optional[int] = field(default=None, metadata=doc(
-        "hold out the last N training images as a validation split (val_loss, val_acc)"))
+    val_samples: Optional[int] = field(
+        default=None, metadata=doc("hold out the last N training images as a validation split (val_loss, val_acc)")
+    )
     download: bool = field(default=True, metadata=doc("try torchvision's download when the files are missing"))
 
 
 @dataclass
 class ReportConf:
     # Read by the sweep's report and by seeds=auto; not part of a run's identity (runs.BOOKKEEPING_KEYS).
-    margin: float = field(default=0.3, metadata=doc(
-        "equivalence margin in accuracy points: a difference within ±margin counts as none (README: Verdicts)"))
-    baseline: Optional[str] = field(default=None, metadata=doc(
-        "the activation every other one is compared with (null: relu when swept, else the first)"))
+    margin: float = field(
+        default=0.3,
+        metadata=doc(
+            "equivalence margin in accuracy points: a difference within ±margin counts as none (README: Verdicts)"
+        ),
+    )
+    baseline: Optional[str] = field(
+        default=None,
+        metadata=doc("the activation every other one is compared with (null: relu when swept, else the first)"),
+    )
 
 
 @dataclass
 class Config:
-    activation: ActivationConf = field(default_factory=ActivationConf, metadata=doc(
-        "config group (conf/activation/, --config-dir, hydra.searchpath): which non-linearity", "relu"))
+    activation: ActivationConf = field(
+        default_factory=ActivationConf,
+        metadata=doc("config group (conf/activation/, --config-dir, hydra.searchpath): which non-linearity", "relu"),
+    )
     # Optimizers differ in their keys (betas vs momentum), so the node is free-form but
     # struct: unknown keys still fail, and validate() checks _target_, lr and every kwarg.
     optimizer: Any = field(default=MISSING, metadata=doc("config group: adam, adamw, sgd (momentum 0.9)", "adam"))
@@ -115,29 +143,45 @@ class Config:
     epochs: int = field(default=10, metadata=doc("training epochs"))
     batch_size: int = field(default=64, metadata=doc("training mini-batch size (reshuffled every epoch)"))
     device: Device = field(default=Device.auto, metadata=doc("auto (CUDA when present, else CPU), cpu, cuda, mps"))
-    threads: Optional[int] = field(default=None, metadata=doc(
-        "torch threads per run; null = torch's default, or cores / parallel jobs"))
-    diagnostics: bool = field(default=True, metadata=doc(
-        "per-epoch gradient norms, dead/saturated units (diagnostics.csv)"))
-    save_model: bool = field(default=True, metadata=doc(
-        "save model.pt, confusion.csv and examples.npz at the end of a run"))
-    resume: bool = field(default=False, metadata=doc(
-        "with hydra.sweep.dir=<existing sweep>: skip runs that already finished"))
-    tracker: Optional[str] = field(default=None, metadata=doc(
-        "null (off) or tensorboard: per-epoch scalars + HParams under <run>/tensorboard/ "
-        "(pip install 'actcompare[tensorboard]')"))
-    objective: str = field(default="test_acc", metadata=doc(
-        "the final metric a run returns to a sweeper such as Optuna: " + ", ".join(OBJECTIVES)
-        + " (val_*: needs data.val_samples)"))
+    threads: Optional[int] = field(
+        default=None, metadata=doc("torch threads per run; null = torch's default, or cores / parallel jobs")
+    )
+    diagnostics: bool = field(
+        default=True, metadata=doc("per-epoch gradient norms, dead/saturated units (diagnostics.csv)")
+    )
+    save_model: bool = field(
+        default=True, metadata=doc("save model.pt, confusion.csv and examples.npz at the end of a run")
+    )
+    resume: bool = field(
+        default=False, metadata=doc("with hydra.sweep.dir=<existing sweep>: skip runs that already finished")
+    )
+    tracker: Optional[str] = field(
+        default=None,
+        metadata=doc(
+            "null (off) or tensorboard: per-epoch scalars + HParams under <run>/tensorboard/ "
+            "(pip install 'actcompare[tensorboard]')"
+        ),
+    )
+    objective: str = field(
+        default="test_acc",
+        metadata=doc(
+            "the final metric a run returns to a sweeper such as Optuna: "
+            + ", ".join(OBJECTIVES)
+            + " (val_*: needs data.val_samples)"
+        ),
+    )
     report: ReportConf = field(default_factory=ReportConf, metadata=doc("the sweep's report"))
 
 
 # Keys that come from a config group's YAML rather than the schema: {key: (default, meaning)}.
 GROUP_KEYS = {
     "optimizer.lr": ("1e-3 (sgd: 0.05)", "learning rate"),
-    "optimizer.<kwarg>": ("per option", "any keyword of the optimizer class: optimizer.weight_decay=0.01, "
-                          "+optimizer.amsgrad=true (checked against the class)"),
-}  # fmt: skip
+    "optimizer.<kwarg>": (
+        "per option",
+        "any keyword of the optimizer class: optimizer.weight_decay=0.01, "
+        "+optimizer.amsgrad=true (checked against the class)",
+    ),
+}
 
 # Launchers and presets, for --help: {override: meaning}.
 LAUNCHERS = {
@@ -152,9 +196,9 @@ LAUNCHERS = {
 PRESETS = {
     "-m experiment=<name>": "a ready-made study (tutorial, all_activations, depth, lr_sweep)",
     "-m activation=relu,tanh seeds=auto": "the sweep plans its seed count: a pilot, then the seeds that decide "
-                                           "+/- report.margin (hydra.sweeper.max_seeds caps it)",
+    "+/- report.margin (hydra.sweeper.max_seeds caps it)",
     "-m hparams_search=lr_optuna": "Optuna (TPE) searches optimizer.lr per activation "
-                                   "(pip install 'actcompare[optuna]')",
+    "(pip install 'actcompare[optuna]')",
 }
 
 
@@ -323,8 +367,10 @@ def _kwargs_problems(key: str, cls: type, node: DictConfig, skip: Iterable[str] 
             continue
         close = difflib.get_close_matches(name, accepted, n=1)
         hint = f"did you mean '{key}.{close[0]}'? " if close else ""
-        problems.append(f"unknown key '{key}.{name}': {cls.__module__}.{cls.__qualname__} does not take "
-                        f"'{name}' ({hint}it takes {', '.join(accepted) or 'no arguments'})")  # fmt: skip
+        problems.append(
+            f"unknown key '{key}.{name}': {cls.__module__}.{cls.__qualname__} does not take "
+            f"'{name}' ({hint}it takes {', '.join(accepted) or 'no arguments'})"
+        )
     return problems
 
 
@@ -351,8 +397,10 @@ def _check_unknown_keys(cfg: DictConfig) -> list[str]:
             if key not in known:
                 problem = unknown_key(f"{node}.{key}" if node else str(key), known, cfg)
                 if node == "activation" and "did you mean" not in problem:  # a kwarg put one level too high
-                    problem = (f"unknown key 'activation.{key}': activation has only name and module; a keyword "
-                               f"argument of the module goes under activation.module (+activation.module.{key}=...)")
+                    problem = (
+                        f"unknown key 'activation.{key}': activation has only name and module; a keyword "
+                        f"argument of the module goes under activation.module (+activation.module.{key}=...)"
+                    )
                 problems.append(problem)
     return problems
 
@@ -373,8 +421,10 @@ def _check_positive(cfg: DictConfig) -> list[str]:
 def _check_seed(cfg: DictConfig) -> list[str]:
     seed = OmegaConf.select(cfg, "seed")
     if _as_int(seed) is None or not 0 <= seed <= SEED_MAX:
-        return [f"seed={seed} is not allowed: use an integer from 0 to {SEED_MAX} "
-                "(torch keeps only 32 bits of a seed, so larger ones would repeat smaller ones)"]  # fmt: skip
+        return [
+            f"seed={seed} is not allowed: use an integer from 0 to {SEED_MAX} "
+            "(torch keeps only 32 bits of a seed, so larger ones would repeat smaller ones)"
+        ]
     return []
 
 
@@ -383,14 +433,20 @@ def _check_data(cfg: DictConfig) -> list[str]:
     problems = []
     train_n, test_n, val_n = (_as_int(OmegaConf.select(cfg, f"data.{s}_samples")) for s in ("train", "test", "val"))
     if train_n is not None and train_n > SPLIT_SIZES["train"]:
-        problems.append(f"data.train_samples={train_n} is more than MNIST's {SPLIT_SIZES['train']} training images: "
-                        "use null (all) or a smaller number")  # fmt: skip
+        problems.append(
+            f"data.train_samples={train_n} is more than MNIST's {SPLIT_SIZES['train']} training images: "
+            "use null (all) or a smaller number"
+        )
     if test_n is not None and test_n > SPLIT_SIZES["test"]:
-        problems.append(f"data.test_samples={test_n} is more than MNIST's {SPLIT_SIZES['test']} test images: "
-                        "use null (all) or a smaller number")  # fmt: skip
+        problems.append(
+            f"data.test_samples={test_n} is more than MNIST's {SPLIT_SIZES['test']} test images: "
+            "use null (all) or a smaller number"
+        )
     if val_n is not None and val_n >= (train_n or SPLIT_SIZES["train"]):
-        problems.append(f"data.val_samples={val_n} leaves no training images: the validation split is carved from "
-                        f"the {train_n or SPLIT_SIZES['train']} training images, so use fewer")  # fmt: skip
+        problems.append(
+            f"data.val_samples={val_n} leaves no training images: the validation split is carved from "
+            f"the {train_n or SPLIT_SIZES['train']} training images, so use fewer"
+        )
     root = OmegaConf.select(cfg, "data.root")
     if root is not None and not str(root).strip():
         problems.append("data.root is empty: name the folder that holds MNIST/raw/ (or leave MNIST_ROOT unset: ./data)")
@@ -400,8 +456,10 @@ def _check_data(cfg: DictConfig) -> list[str]:
 def _check_model(cfg: DictConfig) -> list[str]:
     sizes = cfg.model.hidden_sizes if cfg.model.depth is None else None
     if sizes is not None and len(sizes) == 0:
-        return ["model.hidden_sizes=[] has no hidden layer, so no activation is ever applied: "
-                "give at least one width, e.g. model.hidden_sizes=[128,128]"]  # fmt: skip
+        return [
+            "model.hidden_sizes=[] has no hidden layer, so no activation is ever applied: "
+            "give at least one width, e.g. model.hidden_sizes=[128,128]"
+        ]
     if sizes is not None and any(h <= 0 for h in sizes):
         return [f"model.hidden_sizes={list(sizes)} is not allowed: widths must be > 0"]
     return []
@@ -491,4 +549,3 @@ def resolve_device(device: Device | str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-

@@ -164,8 +164,10 @@ def _check_job(cfg: DictConfig, hc: Any) -> None:
 
     sweep, out = Path(os.path.abspath(hc.sweep.dir)), Path(os.path.abspath(hc.runtime.output_dir))
     if out == sweep or not out.is_relative_to(sweep):
-        raise UserError(f"this job would be recorded in {out}, outside the sweep folder {sweep}: a value that names a "
-                        f"folder may not hold '..' ({hc.sweep.subdir})")  # fmt: skip
+        raise UserError(
+            f"this job would be recorded in {out}, outside the sweep folder {sweep}: a value that names a "
+            f"folder may not hold '..' ({hc.sweep.subdir})"
+        )
     problems = shared_labels([RunSpec(cfg, out, list(hc.overrides.task))], sweep)
     if problems:
         raise UserError(problems[0])
@@ -200,8 +202,13 @@ def hydra_task(cfg: DictConfig) -> float:
     if hc.mode == RunMode.RUN:
         if record["status"] == runs.FAILED:
             raise SystemExit(f"error: the run failed: {record.get('error')} (its files: {hc.runtime.output_dir})")
-        log.info("%s: %s, test accuracy %s; files in %s", record["activation"], record["status"],
-                 _pct(record), hc.runtime.output_dir)  # fmt: skip
+        log.info(
+            "%s: %s, test accuracy %s; files in %s",
+            record["activation"],
+            record["status"],
+            _pct(record),
+            hc.runtime.output_dir,
+        )
     return job_result(record, str(cfg.get("objective", "test_acc")))
 
 

@@ -84,8 +84,10 @@ def init_state(optimizer: torch.optim.Optimizer) -> None:
     except _StateReady:
         pass
     else:
-        raise CaptureUnsupported(f"{type(optimizer).__name__}.step() does not create its state through "
-                                 "_init_group: its fresh state is unknown")  # fmt: skip
+        raise CaptureUnsupported(
+            f"{type(optimizer).__name__}.step() does not create its state through "
+            "_init_group: its fresh state is unknown"
+        )
     finally:
         del optimizer._init_group
         for p in gradless:
@@ -115,8 +117,11 @@ def restore_state(optimizer: torch.optim.Optimizer, saved: dict[torch.Tensor, di
             del state[key]
         for key, value in values.items():
             now = state.get(key)
-            if torch.is_tensor(value) and torch.is_tensor(now) and (now.shape, now.dtype, now.device) == (
-                    value.shape, value.dtype, value.device):  # fmt: skip
+            if (
+                torch.is_tensor(value)
+                and torch.is_tensor(now)
+                and (now.shape, now.dtype, now.device) == (value.shape, value.dtype, value.device)
+            ):
                 now.copy_(value)
             else:
                 state[key] = _clone(value)

@@ -93,7 +93,7 @@ def per_model_lr(cls: type) -> type:
 
 
 def algorithm_of(cls: type, options: Mapping[str, Any]) -> str | None:
-    """"adam", "adamw" or "sgd" for a torch.optim class and its options; None if this step cannot run it."""
+    """ "adam", "adamw" or "sgd" for a torch.optim class and its options; None if this step cannot run it."""
     if any(options.get(option) for option in UNSUPPORTED):
         return None
     if cls is torch.optim.AdamW or (cls is torch.optim.Adam and options.get("decoupled_weight_decay")):
@@ -101,8 +101,9 @@ def algorithm_of(cls: type, options: Mapping[str, Any]) -> str | None:
     return {torch.optim.Adam: "adam", torch.optim.SGD: "sgd"}.get(cls)
 
 
-def per_model_values(algorithm: str, shared: Mapping[str, Any], models: Sequence[Mapping[str, Any]]
-                     ) -> dict[str, list[float]]:  # fmt: skip
+def per_model_values(
+    algorithm: str, shared: Mapping[str, Any], models: Sequence[Mapping[str, Any]]
+) -> dict[str, list[float]]:
     """M values of each hyperparameter: a model's own value, else the shared one, else torch's default."""
     out: dict[str, list[float]] = {name: [] for name in HYPERPARAMETERS[algorithm]}
     for own in models:
@@ -148,10 +149,13 @@ class StackedOptimizer(torch.optim.Optimizer):
             hyperparameters["beta1"], hyperparameters["beta2"] = hyperparameters.pop("betas")
         unknown = set(hyperparameters) - set(HYPERPARAMETERS[algorithm])
         if unknown:
-            raise ValueError(f"{algorithm} has no per-model hyperparameter {sorted(unknown)}: "
-                             f"use {sorted(HYPERPARAMETERS[algorithm])}")  # fmt: skip
-        super().__init__(params, {"algorithm": algorithm, "nesterov": nesterov, "capturable": True,
-                                  "differentiable": False})  # fmt: skip
+            raise ValueError(
+                f"{algorithm} has no per-model hyperparameter {sorted(unknown)}: "
+                f"use {sorted(HYPERPARAMETERS[algorithm])}"
+            )
+        super().__init__(
+            params, {"algorithm": algorithm, "nesterov": nesterov, "capturable": True, "differentiable": False}
+        )
         self.models, self.algorithm = int(models), algorithm
         owners = list(owners) if owners is not None else [None] * len(params)
         if len(owners) != len(params):
@@ -164,8 +168,11 @@ class StackedOptimizer(torch.optim.Optimizer):
         self.hyperparameters: dict[str, torch.Tensor] = {}
         self._expanded: list[dict[str, torch.Tensor]] = [{} for _ in params]
         self.set_hyperparameters(**{**HYPERPARAMETERS[algorithm], **hyperparameters})
-        if nesterov and algorithm == "sgd" and (bool((self.hyperparameters["momentum"] <= 0).any())
-                                                 or bool(self.hyperparameters["dampening"].any())):  # fmt: skip
+        if (
+            nesterov
+            and algorithm == "sgd"
+            and (bool((self.hyperparameters["momentum"] <= 0).any()) or bool(self.hyperparameters["dampening"].any()))
+        ):
             raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening for every model")
 
     # ------------------------------------------------------------ hyperparameters

@@ -50,9 +50,25 @@ log = logging.getLogger(__name__)
 # Activations known to act element by element: they run on (S, b, H) views as they are. Any
 # other module sees a (S * b, H) matrix (one row per sample), the shape it would see in a single run.
 ELEMENTWISE = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Identity, nn.Softsign, nn.Tanhshrink,
-)  # fmt: skip
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Softplus,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Identity,
+    nn.Softsign,
+    nn.Tanhshrink,
+)
 EVAL_CHUNK = 2048  # test images per evaluation pass: bounds memory at M * 2048 * width floats
 GRAPH_DEVICES = ("cuda",)  # device types whose steps are captured (the tests add "cpu" with a stub capture)
 WARMUP_STEPS = 3  # eager steps before capture (torch.cuda.graphs' recipe)
@@ -86,8 +102,9 @@ class StackedEngine:
         # stay as standalone copies for diagnostics and model.pt (see module()).
         self.nets: list[NeuralNetwork] = [
             build_model(variants[v].activation, hidden_sizes, variants[v].init, seed)
-            for seed in seeds for v in range(self.V)
-        ]  # fmt: skip
+            for seed in seeds
+            for v in range(self.V)
+        ]
         S, V = self.S, self.V
         lins = [net.linears() for net in self.nets]
         self.layers = len(lins[0])
@@ -131,23 +148,31 @@ class StackedEngine:
             # owners: the model of each element. First layer and its bias: (S, ., V * H0), a seed's V models
             # side by side in the columns; later layers (M, ., .); activation parameters: one model each.
             h0 = self.weights[0].shape[-1] // V
-            cols = (torch.arange(S).view(S, 1, 1) * V + torch.arange(V).repeat_interleave(h0).view(1, 1, -1))
+            cols = torch.arange(S).view(S, 1, 1) * V + torch.arange(V).repeat_interleave(h0).view(1, 1, -1)
             owners = [cols, *[None] * (self.layers - 1), cols, *[None] * (self.layers - 1), *act_owners]
             algorithm = algorithm_of(cls, shared)
             if differ == {"lr"} and cls.__name__ in LINEAR_IN_LR:  # torch's own step at lr 1, then each model's lr
                 lrs = torch.tensor([float({**shared, **own}["lr"]) for own in per_model], dtype=self.params[0].dtype)
-                maps = [lrs[(leading_owner(p) if o is None else o).cpu()]
-                        for p, o in zip(self.params, owners, strict=True)]  # fmt: skip
+                maps = [
+                    lrs[(leading_owner(p) if o is None else o).cpu()] for p, o in zip(self.params, owners, strict=True)
+                ]
                 options = {k: v for k, v in getattr(optimizer, "keywords", {}).items() if k != "lr"}
                 optimizer = functools.partial(per_model_lr(cls), lr_maps=maps, **options)
             elif algorithm is not None and differ <= {"lr", "betas", "eps", "weight_decay", "momentum", "dampening"}:
-                optimizer = functools.partial(StackedOptimizer, models=self.size, algorithm=algorithm, owners=owners,
-                                              nesterov=bool(shared.get("nesterov", False)),
-                                              **per_model_values(algorithm, shared, per_model))  # fmt: skip
+                optimizer = functools.partial(
+                    StackedOptimizer,
+                    models=self.size,
+                    algorithm=algorithm,
+                    owners=owners,
+                    nesterov=bool(shared.get("nesterov", False)),
+                    **per_model_values(algorithm, shared, per_model),
+                )
                 cls, has_capturable = StackedOptimizer, True
             else:
-                raise ValueError(f"{cls.__name__} with these options cannot give each stacked model its own "
-                                 f"{sorted(differ)}: train these runs in separate groups")  # fmt: skip
+                raise ValueError(
+                    f"{cls.__name__} with these options cannot give each stacked model its own "
+                    f"{sorted(differ)}: train these runs in separate groups"
+                )
         self.capturable = device.type == "cuda" and has_capturable  # capturable=True refuses CPU tensors
         self.graphed = graph and device.type in GRAPH_DEVICES and has_capturable and can_restore(cls)
         self.optimizer = optimizer(self.params, capturable=True) if self.capturable else optimizer(self.params)
@@ -155,15 +180,22 @@ class StackedEngine:
         self._graph: torch.cuda.CUDAGraph | None = None
         self.warmup_seconds = 0.0  # warm-up and capture, done here: not part of any epoch
         if device.type == "cuda" and graph and not self.graphed:
-            log.warning("stacked engine on CUDA: %s cannot be captured in a CUDA graph (no 'capturable' "
-                        "option, or no known fresh state); training eagerly", cls.__name__)  # fmt: skip
+            log.warning(
+                "stacked engine on CUDA: %s cannot be captured in a CUDA graph (no 'capturable' "
+                "option, or no known fresh state); training eagerly",
+                cls.__name__,
+            )
         if self.graphed and y.shape[0] >= batch_size:
             tic = time.perf_counter()
             self._capture()
             self.warmup_seconds = time.perf_counter() - tic
             if self._graph is not None:
-                log.info("stacked engine: training step captured as a CUDA graph (%d models; warm-up and "
-                         "capture %.2f s, not counted in any epoch)", self.size, self.warmup_seconds)  # fmt: skip
+                log.info(
+                    "stacked engine: training step captured as a CUDA graph (%d models; warm-up and "
+                    "capture %.2f s, not counted in any epoch)",
+                    self.size,
+                    self.warmup_seconds,
+                )
         elif self.graphed:
             self.graphed = False  # not one full batch: nothing to replay
 
@@ -248,8 +280,13 @@ class StackedEngine:
         if stream is not None:
             stream.wait_stream(torch.cuda.current_stream(device))
         try:
-            warm_up(lambda: self._step(self._idx, self._loss_sum, self._correct, zero=True), self.optimizer,
-                    self._act_modules, WARMUP_STEPS, stream)  # fmt: skip
+            warm_up(
+                lambda: self._step(self._idx, self._loss_sum, self._correct, zero=True),
+                self.optimizer,
+                self._act_modules,
+                WARMUP_STEPS,
+                stream,
+            )
         except CaptureUnsupported as err:
             self.graphed = False
             log.warning("stacked engine: %s; training eagerly", err)
@@ -279,8 +316,11 @@ class StackedEngine:
             xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
             logits = self.forward(xb.unsqueeze(0).expand(self.S, -1, -1))  # (M, b, C)
             ym = yb.expand(self.size, -1)
-            loss += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ym.reshape(-1), reduction="none").view(
-                self.size, -1).sum(1)  # fmt: skip
+            loss += (
+                F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ym.reshape(-1), reduction="none")
+                .view(self.size, -1)
+                .sum(1)
+            )
             correct += (logits.argmax(-1) == ym).sum(1)
         n = y.shape[0]
         return (loss / n).tolist(), (correct.double() / n).tolist()

@@ -67,22 +67,33 @@ def build_report(
     except OSError as err:
         raise UserError(f"cannot create the report folder {target}: {err.strerror or err}") from None
     try:
-        written = _write(sweep, [str(p) for p in paths], target, baseline, all_pairs,
-                         DEFAULT_MARGIN if margin is None else margin, warn=warn)
+        written = _write(
+            sweep,
+            [str(p) for p in paths],
+            target,
+            baseline,
+            all_pairs,
+            DEFAULT_MARGIN if margin is None else margin,
+            warn=warn,
+        )
         mine = {p.name for p in written.values()}
         for name in previous - mine - {MANIFEST}:  # the earlier report's files that this one did not write
             (target / name).unlink(missing_ok=True)
         atomic_write(target / MANIFEST, json.dumps(sorted(mine), indent=1) + "\n")
         return written
     except OSError as err:
-        raise UserError(f"cannot write the report in {target}: {err.strerror or err}"
-                        + (f" ({err.filename})" if err.filename else "")) from None  # fmt: skip
+        raise UserError(
+            f"cannot write the report in {target}: {err.strerror or err}"
+            + (f" ({err.filename})" if err.filename else "")
+        ) from None
 
 
 MANIFEST = ".actcompare-report.json"  # the files a report wrote into its folder
 # A report folder written before MANIFEST existed: the files a report writes at its top level.
-REPORT_FILE = re.compile(r"^(results|runs|summary|comparisons|best_settings|diagnostics)\.csv$|^report\.md$|"
-                         r"\.(png|pdf|svg)$")  # fmt: skip
+REPORT_FILE = re.compile(
+    r"^(results|runs|summary|comparisons|best_settings|diagnostics)\.csv$|^report\.md$|"
+    r"\.(png|pdf|svg)$"
+)
 # A sweep folder's own files beside its runs (Hydra, the lock, seeds=auto's plan, Optuna's result).
 SWEEP_FILES = ("multirun.yaml", ".actcompare.lock", "seed_plan.json", "optimization_results.yaml")
 
@@ -98,8 +109,10 @@ def check_out(out: Path, paths: Sequence[str | os.PathLike]) -> set[str]:
     earlier report's files there (to be replaced)."""
     run = _run_folder(out)
     if run is not None:
-        raise UserError(f"{out} is a run folder ({run / 'run.json'}): a report never writes into the runs it reads; "
-                        "give another folder with --out")  # fmt: skip
+        raise UserError(
+            f"{out} is a run folder ({run / 'run.json'}): a report never writes into the runs it reads; "
+            "give another folder with --out"
+        )
     if not out.is_dir():
         return set()
     entries = {p.name: p for p in out.iterdir()}
@@ -119,13 +132,22 @@ def check_out(out: Path, paths: Sequence[str | os.PathLike]) -> set[str]:
             continue
         if own_sweep and (name in SWEEP_FILES or path.is_dir()):
             continue
-        raise UserError(f"{out} already holds {name}, which is not part of an earlier report: a report folder holds "
-                        "one report only; give a new or empty folder with --out")  # fmt: skip
+        raise UserError(
+            f"{out} already holds {name}, which is not part of an earlier report: a report folder holds "
+            "one report only; give a new or empty folder with --out"
+        )
     return earlier
 
 
-def _write(sweep, paths: list[str], out: Path, baseline: str | None, all_pairs: bool,
-           margin: float, warn: Callable[[str], None] = log.warning) -> dict[str, Path]:  # fmt: skip
+def _write(
+    sweep,
+    paths: list[str],
+    out: Path,
+    baseline: str | None,
+    all_pairs: bool,
+    margin: float,
+    warn: Callable[[str], None] = log.warning,
+) -> dict[str, Path]:
     written: dict[str, Path] = {}
 
     def csv(df: pd.DataFrame, name: str, index: bool = False) -> None:
@@ -159,8 +181,11 @@ def _write(sweep, paths: list[str], out: Path, baseline: str | None, all_pairs: 
     if len(summary) and len(summary.attrs.get("comparisons", ())):  # the headline figure first
         comp, margin = summary.attrs["comparisons"], F.margin_of(summary)
         fig("Paired differences to the baseline", "forest.png", F.plot_forest(sweep, comp, margin, out / "forest.png"))
-        fig("Difference from the baseline per epoch", "diff_curves.png",
-            F.plot_diff_curves(sweep, comp, out / "diff_curves.png", margin))  # fmt: skip
+        fig(
+            "Difference from the baseline per epoch",
+            "diff_curves.png",
+            F.plot_diff_curves(sweep, comp, out / "diff_curves.png", margin),
+        )
     if len(sweep.results):
         for metric, ylabel, file, log_scale in F.CURVES:
             fig(ylabel.split(" (")[0].capitalize(), file, F.plot_curves(sweep, metric, ylabel, out / file, log_scale))
@@ -192,14 +217,20 @@ def _write(sweep, paths: list[str], out: Path, baseline: str | None, all_pairs: 
         pool = pool if len(pool) else sweep.runs[counted & ok]
         if len(pool):
             top = pool.sort_values(["group", "seed"]).iloc[0]
-            fig(f"Predictions of {top['run']} (a {base} run, not selected on accuracy)", "examples.png",
-                F.plot_examples(Path(top["path"]), str(top["run"]), out / "examples.png"))  # fmt: skip
+            fig(
+                f"Predictions of {top['run']} (a {base} run, not selected on accuracy)",
+                "examples.png",
+                F.plot_examples(Path(top["path"]), str(top["run"]), out / "examples.png"),
+            )
     modules = {n: a["module"] for n, a in sweep.activations.items() if isinstance(a, dict) and a.get("module")}
     if modules:
         try:
             F.plot_activation_shapes(modules, out / "activations.png")
-            fig("Activation functions and their derivatives", "activations.png",
-                [out / "activations.png", out / f"activations.{F.VECTOR}"])  # fmt: skip
+            fig(
+                "Activation functions and their derivatives",
+                "activations.png",
+                [out / "activations.png", out / f"activations.{F.VECTOR}"],
+            )
         except Exception as err:  # a user's activation may not be importable here
             log.info("activations.png skipped: %s", err)
     facts = read_facts(list(sweep.runs["path"]), paths)

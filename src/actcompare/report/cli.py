@@ -20,18 +20,35 @@ from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="actcompare-report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="actcompare-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("sweep_dirs", nargs="+", help="sweep (or run) folders written by actcompare -m")
-    parser.add_argument("--out", help="where to write the report: a new or empty folder, or one holding an earlier "
-                        "report, which this one replaces (default: the sweep folder when one sweep folder is given, "
-                        "else outputs/reports/<date>/<time>)")  # fmt: skip
-    parser.add_argument("--baseline", metavar="NAME", help="the activation every other one is compared with "
-                        "(default: relu when present, else the sweep's first activation)")  # fmt: skip
-    parser.add_argument("--all-pairs", action="store_true", help="compare every two activations at each "
-                        "setting (Holm-corrected together) instead of each against the baseline")  # fmt: skip
-    parser.add_argument("--margin", type=float, metavar="POINTS", help="equivalence margin in accuracy points: a "
-                        "difference within ±POINTS counts as none (default 0.3; README: Verdicts)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        help="where to write the report: a new or empty folder, or one holding an earlier "
+        "report, which this one replaces (default: the sweep folder when one sweep folder is given, "
+        "else outputs/reports/<date>/<time>)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="the activation every other one is compared with "
+        "(default: relu when present, else the sweep's first activation)",
+    )
+    parser.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="compare every two activations at each "
+        "setting (Holm-corrected together) instead of each against the baseline",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        metavar="POINTS",
+        help="equivalence margin in accuracy points: a "
+        "difference within ±POINTS counts as none (default 0.3; README: Verdicts)",
+    )
     args = parser.parse_args(argv)
     if args.margin is not None and not args.margin > 0:
         parser.error(f"--margin {args.margin}: use a number of accuracy points > 0, e.g. 0.3")
@@ -47,14 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: {message}", file=sys.stderr)
 
     try:
-        written = build_report(args.sweep_dirs, out, baseline=args.baseline, all_pairs=args.all_pairs,
-                               margin=None if args.margin is None else args.margin / 100, warn=warn)
+        written = build_report(
+            args.sweep_dirs,
+            out,
+            baseline=args.baseline,
+            all_pairs=args.all_pairs,
+            margin=None if args.margin is None else args.margin / 100,
+            warn=warn,
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; files already written are complete (each is renamed into place)",
-              file=sys.stderr)  # fmt: skip
+        print("error: interrupted; files already written are complete (each is renamed into place)", file=sys.stderr)
         return 130
     print(f"report: {written['report']}")
     return 0

@@ -56,23 +56,48 @@ def read_facts(run_paths: Sequence[str], report_paths: Sequence[str]) -> Facts:
     facts = Facts()
     if records:
         cfgs = [r["config"] for r in records]
-        tests = [int(r["images"]["test"]) if isinstance(r.get("images"), dict) else
-                 int((r["config"].get("data") or {}).get("test_samples") or MNIST_TEST) for r in records]
+        tests = [
+            int(r["images"]["test"])
+            if isinstance(r.get("images"), dict)
+            else int((r["config"].get("data") or {}).get("test_samples") or MNIST_TEST)
+            for r in records
+        ]
         facts.test_images = min(tests)
         opt = _values(cfgs, lambda c: f"{c['optimizer']['_target_'].rsplit('.', 1)[-1]} lr {c['optimizer']['lr']:g}")
         arch = _values(cfgs, lambda c: "784-" + "-".join(map(str, c["model"]["hidden_sizes"])) + "-10 MLP")
         # A stacked run's wall_seconds is its whole group's time: its share is that over the group's size.
-        seconds = [float(r["wall_seconds"]) / _group_size(r) for r in records
-                   if isinstance(r.get("wall_seconds"), (int, float))]  # fmt: skip
+        seconds = [
+            float(r["wall_seconds"]) / _group_size(r)
+            for r in records
+            if isinstance(r.get("wall_seconds"), (int, float))
+        ]
         stacked = any(_group_size(r) > 1 for r in records)
         facts.lines = [
             ("epochs", _values(cfgs, lambda c: c["epochs"])),
-            ("training images", _values(records, lambda r: r["images"]["train"] if "images" in r
-                                        else _train_images(r["config"]))),
-            ("validation images", _values(records, lambda r: r["images"]["val"] if "images" in r
-                                          else (r["config"].get("data") or {}).get("val_samples") or 0)),
-            ("test images", _values(records, lambda r: r["images"]["test"] if "images" in r
-                                    else (r["config"].get("data") or {}).get("test_samples") or MNIST_TEST)),
+            (
+                "training images",
+                _values(records, lambda r: r["images"]["train"] if "images" in r else _train_images(r["config"])),
+            ),
+            (
+                "validation images",
+                _values(
+                    records,
+                    lambda r: (
+                        r["images"]["val"] if "images" in r else (r["config"].get("data") or {}).get("val_samples") or 0
+                    ),
+                ),
+            ),
+            (
+                "test images",
+                _values(
+                    records,
+                    lambda r: (
+                        r["images"]["test"]
+                        if "images" in r
+                        else (r["config"].get("data") or {}).get("test_samples") or MNIST_TEST
+                    ),
+                ),
+            ),
             ("batch size", _values(cfgs, lambda c: c["batch_size"])),
             ("optimizer", opt),
             ("architecture", arch),
@@ -103,9 +128,11 @@ def _seed_plan(path: Path) -> str | None:
     try:
         p = json.loads(path.read_text())
         needed = p["seeds_needed"]
-        return (f"a pilot of {p['pilot']} seeds; paired differences varied by {p['pooled_sd_points']} points (sd); "
-                f"{needed if needed <= 1000 else 'more than 1000'} seeds decide ±{p['margin_points']:g} points; ran "
-                f"{p['seeds']}" + (f" (capped by max_seeds={p['max_seeds']})" if p["capped"] else ""))
+        return (
+            f"a pilot of {p['pilot']} seeds; paired differences varied by {p['pooled_sd_points']} points (sd); "
+            f"{needed if needed <= 1000 else 'more than 1000'} seeds decide ±{p['margin_points']:g} points; ran "
+            f"{p['seeds']}" + (f" (capped by max_seeds={p['max_seeds']})" if p["capped"] else "")
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -152,4 +179,5 @@ def _minutes(seconds: Sequence[float], stacked: bool) -> str:
     if not seconds:
         return "?"
     return f"{sum(seconds) / 60:.1f} min over {len(seconds)} runs" + (
-        " (a stacked group's time counted once)" if stacked else "")
+        " (a stacked group's time counted once)" if stacked else ""
+    )

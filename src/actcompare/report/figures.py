@@ -38,10 +38,21 @@ from .load import COUNTED, NOT_LEARNING, NOT_LEARNING_ACC, Sweep
 VECTOR = "pdf"  # the vector copy saved beside every PNG
 # One colour per shipped activation (conf/activation/*.yaml), fixed across reports; others: hashed.
 COLORS = {
-    "relu": "#1f77b4", "sigmoid": "#ff7f0e", "tanh": "#2ca02c", "leaky_relu": "#d62728", "relu6": "#9467bd",
-    "elu": "#8c564b", "selu": "#e377c2", "gelu": "#7f7f7f", "silu": "#bcbd22", "mish": "#17becf",
-    "softplus": "#393b79", "hardswish": "#b5820c", "prelu": "#7b4173", "identity": "#000000",
-}  # fmt: skip
+    "relu": "#1f77b4",
+    "sigmoid": "#ff7f0e",
+    "tanh": "#2ca02c",
+    "leaky_relu": "#d62728",
+    "relu6": "#9467bd",
+    "elu": "#8c564b",
+    "selu": "#e377c2",
+    "gelu": "#7f7f7f",
+    "silu": "#bcbd22",
+    "mish": "#17becf",
+    "softplus": "#393b79",
+    "hardswish": "#b5820c",
+    "prelu": "#7b4173",
+    "identity": "#000000",
+}
 CURVES = (  # (column, y label, file, log scale)
     ("train_loss", "train loss (cross-entropy)", "train_loss.png", True),
     ("test_loss", "test loss (cross-entropy)", "test_loss.png", True),
@@ -155,8 +166,11 @@ def _style_x(ax: Any, scale: str, values: Sequence[float], labels: Sequence[str]
 def searched_keys(sweep: Sweep) -> list[str]:
     """Swept keys with more than MAX_PANELS numeric values (an Optuna search): never one panel each."""
     runs = sweep.runs
-    return [k for k in sweep.setting_cols if k in runs and runs[k].nunique() > MAX_PANELS
-            and _numbers(runs[k].unique()) is not None]  # fmt: skip
+    return [
+        k
+        for k in sweep.setting_cols
+        if k in runs and runs[k].nunique() > MAX_PANELS and _numbers(runs[k].unique()) is not None
+    ]
 
 
 def panel_keys(sweep: Sweep) -> list[str]:
@@ -190,8 +204,9 @@ def _grid(n: int, max_cols: int = 4, w: float = 4.2, h: float = 3.2, **kw: Any) 
 
     rows = max(1, math.ceil(n / max_cols))
     cols = max(1, math.ceil(n / rows))  # balanced: 5 panels as 3 + 2, not 4 + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(max(w * cols, 6.5), h * rows + 0.9), layout="constrained",
-                             squeeze=False, **kw)  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(max(w * cols, 6.5), h * rows + 0.9), layout="constrained", squeeze=False, **kw
+    )
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, axes
@@ -223,7 +238,7 @@ def _drawn(sweep: Sweep) -> pd.DataFrame:
 
 
 def seeds_text(runs: pd.DataFrame, by: str = "group") -> str:
-    """"n = 3 seeds" (per group), "n = 2-3 seeds" when groups differ; over the rows given."""
+    """ "n = 3 seeds" (per group), "n = 2-3 seeds" when groups differ; over the rows given."""
     counts = runs.groupby(by)["seed"].nunique() if len(runs) else pd.Series(dtype=int)
     if not len(counts):
         return "n = 0 seeds"
@@ -338,8 +353,7 @@ def plot_curves(sweep: Sweep, metric: str, ylabel: str, path: Path, log: bool) -
             for _, run in g[g["outcome"] == "diverged"].groupby("run"):
                 any_diverged = True
                 ax.plot(run["epoch"], run[metric], lw=0.8, ls=":", color=color(act), scaley=False)
-                ax.plot(run["epoch"].iloc[-1:], run[metric].iloc[-1:], "x", ms=9, mew=2, color=color(act),
-                        scaley=False)  # fmt: skip
+                ax.plot(run["epoch"].iloc[-1:], run[metric].iloc[-1:], "x", ms=9, mew=2, color=color(act), scaley=False)
         n = seeds_text(_in_setting(_counted(sweep), keys, setting))
         unit = " %" if metric.endswith("_acc") else ""
         ax.set_title((_title(keys, setting) + "; " if keys else "") + n + _apart_note(notes, unit), fontsize=8.5)
@@ -361,8 +375,11 @@ def plot_curves(sweep: Sweep, metric: str, ylabel: str, path: Path, log: bool) -
         for ax in axes.flat[: len(settings)]:
             if ax.get_yscale() == "log":
                 _log_ticks(ax)
-    fig.suptitle(f"{ylabel.split(' (')[0].capitalize()}: mean ± sd over seeds ({seeds_text(_counted(sweep))} "
-                 "per group); y zoomed per panel", fontsize=11)  # fmt: skip
+    fig.suptitle(
+        f"{ylabel.split(' (')[0].capitalize()}: mean ± sd over seeds ({seeds_text(_counted(sweep))} "
+        "per group); y zoomed per panel",
+        fontsize=11,
+    )
     extra = []
     if any_diverged:
         extra.append((Line2D([], [], color="gray", ls=":", marker="x", mew=2), "diverged run (not in the mean)"))
@@ -372,8 +389,9 @@ def plot_curves(sweep: Sweep, metric: str, ylabel: str, path: Path, log: bool) -
     return save(fig, path)
 
 
-def _plot_curves_searched(sweep: Sweep, df: pd.DataFrame, metric: str, ylabel: str, path: Path,
-                          log: bool) -> list[Path]:  # fmt: skip
+def _plot_curves_searched(
+    sweep: Sweep, df: pd.DataFrame, metric: str, ylabel: str, path: Path, log: bool
+) -> list[Path]:
     """plot_curves for a sweep with a searched key: one panel per activation (see plot_curves)."""
     import matplotlib as mpl
     from matplotlib.lines import Line2D
@@ -381,13 +399,18 @@ def _plot_curves_searched(sweep: Sweep, df: pd.DataFrame, metric: str, ylabel: s
     key = searched_keys(sweep)[0]
     keys = panel_keys(sweep)
     acts = _activations(sweep)
-    panels = [(a, s) for s in _settings(sweep) for a in acts
-              if len(_in_setting(sweep.runs[sweep.runs["activation"] == a], keys, s))]  # fmt: skip
+    panels = [
+        (a, s)
+        for s in _settings(sweep)
+        for a in acts
+        if len(_in_setting(sweep.runs[sweep.runs["activation"] == a], keys, s))
+    ]
     values = pd.to_numeric(sweep.runs[key].astype(str), errors="coerce")
     kind = axis_scale(values.unique())
     vmin, vmax = float(values.min()), float(values.max())
-    norm = (mpl.colors.LogNorm(vmin, vmax) if kind in ("log10", "log2") and vmin > 0
-            else mpl.colors.Normalize(vmin, vmax))  # fmt: skip
+    norm = (
+        mpl.colors.LogNorm(vmin, vmax) if kind in ("log10", "log2") and vmin > 0 else mpl.colors.Normalize(vmin, vmax)
+    )
     cmap = mpl.colormaps["viridis"]
     best, basis = best_groups(sweep)
     fig, axes = _grid(len(panels), max_cols=4, w=3.9, h=3.0)
@@ -399,14 +422,22 @@ def _plot_curves_searched(sweep: Sweep, df: pd.DataFrame, metric: str, ylabel: s
             stat = g.groupby("epoch")[metric].mean()
             v = float(pd.to_numeric(pd.Series([g[key].iloc[0]]).astype(str), errors="coerce").iloc[0])
             is_best = group in best
-            ax.plot(stat.index, stat.to_numpy(), lw=2.6 if is_best else 0.9, zorder=3 if is_best else 2,
-                    color=color(act) if is_best else cmap(norm(v)), alpha=1 if is_best else 0.8)  # fmt: skip
+            ax.plot(
+                stat.index,
+                stat.to_numpy(),
+                lw=2.6 if is_best else 0.9,
+                zorder=3 if is_best else 2,
+                color=color(act) if is_best else cmap(norm(v)),
+                alpha=1 if is_best else 0.8,
+            )
             if stat.notna().any() and stat.iloc[-1] >= (100 * NOT_LEARNING_ACC if metric.endswith("_acc") else -np.inf):
                 zoom += list(stat.dropna())
         n_trials = part["group"].nunique()
         n = seeds_text(_in_setting(_counted(sweep)[_counted(sweep)["activation"] == act], keys, setting))
-        ax.set_title(f"{act}" + (f", {_title(keys, setting)}" if keys else "") + f": {n_trials} settings of {key}"
-                     f"\n{n} each", fontsize=8.5)  # fmt: skip
+        ax.set_title(
+            f"{act}" + (f", {_title(keys, setting)}" if keys else "") + f": {n_trials} settings of {key}\n{n} each",
+            fontsize=8.5,
+        )
         ax.grid(alpha=0.3)
         if zoom:
             if log and min(zoom) > 0:
@@ -424,11 +455,19 @@ def _plot_curves_searched(sweep: Sweep, df: pd.DataFrame, metric: str, ylabel: s
         ax.set_ylabel(ylabel)
     used = [ax for ax in axes.flat[: len(panels)]]
     fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=used, shrink=0.8, label=key)
-    fig.suptitle(f"{ylabel.split(' (')[0].capitalize()} per setting of the searched {key} (mean over seeds; "
-                 f"thick: each activation's best setting, chosen on {basis})", fontsize=10)  # fmt: skip
-    fig.legend([Line2D([], [], color="gray", lw=0.9), Line2D([], [], color="black", lw=2.6)],
-               [f"one setting of {key} (colour: its value)", "the activation's best setting (its colour)"],
-               loc="outside lower center", ncol=2, fontsize=8, frameon=False)  # fmt: skip
+    fig.suptitle(
+        f"{ylabel.split(' (')[0].capitalize()} per setting of the searched {key} (mean over seeds; "
+        f"thick: each activation's best setting, chosen on {basis})",
+        fontsize=10,
+    )
+    fig.legend(
+        [Line2D([], [], color="gray", lw=0.9), Line2D([], [], color="black", lw=2.6)],
+        [f"one setting of {key} (colour: its value)", "the activation's best setting (its colour)"],
+        loc="outside lower center",
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+    )
     return save(fig, path)
 
 
@@ -449,8 +488,9 @@ def plot_vs_key(sweep: Sweep, summary: pd.DataFrame | None, key: str, path: Path
     values = runs[key].astype(str)
     kind = axis_scale(values.unique())
     cats = natural_sorted(values.unique())
-    runs["x"] = pd.to_numeric(values, errors="coerce") if kind != "category" else values.map(
-        {c: i for i, c in enumerate(cats)})  # fmt: skip
+    runs["x"] = (
+        pd.to_numeric(values, errors="coerce") if kind != "category" else values.map({c: i for i, c in enumerate(cats)})
+    )
     others = [k for k in panel_keys(sweep) if k != key]
     settings = _settings(sweep, others)
     apart = not_learning_groups(sweep)
@@ -466,12 +506,28 @@ def plot_vs_key(sweep: Sweep, summary: pd.DataFrame | None, key: str, path: Path
             stat = r.groupby("group", sort=False).agg(x=("x", "first"), mean=("acc", "mean"), sd=("acc", "std"))
             stat = stat.sort_values("x")
             ok = ~stat.index.isin(list(apart))
-            ax.errorbar(stat["x"][ok], stat["mean"][ok], yerr=stat["sd"][ok].fillna(0), marker="o", capsize=3,
-                        color=color(act), ms=4.5)  # fmt: skip
-            ax.plot(r["x"][~r["group"].isin(list(apart))], r["acc"][~r["group"].isin(list(apart))], ".", ms=4,
-                    alpha=0.45, color=color(act))  # fmt: skip
-            zoom += [*(stat["mean"] - stat["sd"].fillna(0))[ok], *(stat["mean"] + stat["sd"].fillna(0))[ok],
-                     *r["acc"][~r["group"].isin(list(apart))]]  # fmt: skip
+            ax.errorbar(
+                stat["x"][ok],
+                stat["mean"][ok],
+                yerr=stat["sd"][ok].fillna(0),
+                marker="o",
+                capsize=3,
+                color=color(act),
+                ms=4.5,
+            )
+            ax.plot(
+                r["x"][~r["group"].isin(list(apart))],
+                r["acc"][~r["group"].isin(list(apart))],
+                ".",
+                ms=4,
+                alpha=0.45,
+                color=color(act),
+            )
+            zoom += [
+                *(stat["mean"] - stat["sd"].fillna(0))[ok],
+                *(stat["mean"] + stat["sd"].fillna(0))[ok],
+                *r["acc"][~r["group"].isin(list(apart))],
+            ]
             notes += [(act, x, mean) for x, mean in zip(stat["x"][~ok], stat["mean"][~ok], strict=True)]
         if zoom:
             lo, _ = _ylim_from(ax, zoom)
@@ -479,8 +535,15 @@ def plot_vs_key(sweep: Sweep, summary: pd.DataFrame | None, key: str, path: Path
             for act, x, m in notes:
                 i = stacked[x] = stacked.get(x, -1) + 1
                 ax.plot([x], [lo], "v", ms=8, color=color(act), clip_on=False, zorder=5)
-                ax.annotate(f"{act} {m:.1f} %", (x, lo), xytext=(-6, 6 + 10 * i), textcoords="offset points",
-                            ha="right", fontsize=7, color=color(act))  # fmt: skip
+                ax.annotate(
+                    f"{act} {m:.1f} %",
+                    (x, lo),
+                    xytext=(-6, 6 + 10 * i),
+                    textcoords="offset points",
+                    ha="right",
+                    fontsize=7,
+                    color=color(act),
+                )
         elif notes:  # nothing learned in this panel: draw what there is
             for act, x, m in notes:
                 ax.plot([x], [m], "o", color=color(act))
@@ -492,9 +555,11 @@ def plot_vs_key(sweep: Sweep, summary: pd.DataFrame | None, key: str, path: Path
         ax.set_title((_title(others, setting) + "; " if others else "") + n, fontsize=9)
     for ax in axes[:, 0]:
         ax.set_ylabel("final test accuracy (%)")
-    fig.suptitle(f"Final test accuracy against {key}: mean ± sd over seeds ({seeds_text(runs)} per group)\n"
-                 "dots: single seeds" + ("; ▼ at the bottom: never learned (its mean written)" if apart else ""),
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"Final test accuracy against {key}: mean ± sd over seeds ({seeds_text(runs)} per group)\n"
+        "dots: single seeds" + ("; ▼ at the bottom: never learned (its mean written)" if apart else ""),
+        fontsize=10,
+    )
     _legend_below(fig, acts)
     return save(fig, path)
 
@@ -530,8 +595,9 @@ def _verdict_text(row: Mapping[str, Any]) -> str:
     return str(v) if isinstance(v, str) and v else ""
 
 
-def plot_forest(sweep: Sweep, comparisons: pd.DataFrame, margin: float, path: Path,
-                column: str = "final_test_acc") -> list[Path]:  # fmt: skip
+def plot_forest(
+    sweep: Sweep, comparisons: pd.DataFrame, margin: float, path: Path, column: str = "final_test_acc"
+) -> list[Path]:
     """The headline figure: each comparison's paired per-seed differences to its baseline.
 
     One row per row of ``comparisons`` (columns group, baseline, diff, diff_ci_low, diff_ci_high,
@@ -557,8 +623,12 @@ def plot_forest(sweep: Sweep, comparisons: pd.DataFrame, margin: float, path: Pa
         return []
     setting_of = {g: tuple(str(firsts.loc[g, k]) for k in keys) for g in firsts.index}
     comp = comp.assign(__rank=range(len(comp)))
-    comp = comp.iloc[sorted(range(len(comp)), key=lambda i: (tuple(natural_key(v) for v in setting_of[
-        comp["group"].iloc[i]]), comp["__rank"].iloc[i]))]  # fmt: skip
+    comp = comp.iloc[
+        sorted(
+            range(len(comp)),
+            key=lambda i: (tuple(natural_key(v) for v in setting_of[comp["group"].iloc[i]]), comp["__rank"].iloc[i]),
+        )
+    ]
     apart = not_learning_groups(sweep)
     one_baseline = comp["baseline"].map(acts).nunique() == 1
     m = 100 * float(margin)
@@ -573,8 +643,20 @@ def plot_forest(sweep: Sweep, comparisons: pd.DataFrame, margin: float, path: Pa
         if far and not np.isfinite(diff):  # runs that never learned are not counted: their mean, written
             mean = {**sweep.runs[sweep.runs["outcome"] == COUNTED].groupby("group")["final_test_acc"].mean(), **apart}
             diff = 100 * (mean.get(c["group"], math.nan) - mean.get(c["baseline"], math.nan))
-        rows.append({"group": c["group"], "baseline": c["baseline"], "d": d, "diff": diff, "lo": lo, "hi": hi,
-                     "n": n, "far": far, "verdict": _verdict_text(c), "act": acts.get(c["group"], str(c["group"]))})
+        rows.append(
+            {
+                "group": c["group"],
+                "baseline": c["baseline"],
+                "d": d,
+                "diff": diff,
+                "lo": lo,
+                "hi": hi,
+                "n": n,
+                "far": far,
+                "verdict": _verdict_text(c),
+                "act": acts.get(c["group"], str(c["group"])),
+            }
+        )
     near = [r for r in rows if not r["far"]]
     values = [-m, m, *(v for r in near for v in [r["diff"], r["lo"], r["hi"], *r["d"]] if np.isfinite(v))]
     pad = 0.06 * (max(values) - min(values))
@@ -594,8 +676,15 @@ def plot_forest(sweep: Sweep, comparisons: pd.DataFrame, margin: float, path: Pa
             left = (r["diff"] if np.isfinite(r["diff"]) else -1) < 0
             edge, start = (x_lo, x_lo + 0.25 * (x_hi - x_lo)) if left else (x_hi, x_hi - 0.25 * (x_hi - x_lo))
             ax.annotate("", xy=(edge, y), xytext=(start, y), arrowprops={"arrowstyle": "->", "color": c, "lw": 1.6})
-            ax.text(start, y, f" {r['diff']:+.1f}: never learned, off the scale ", ha="left" if left else "right",
-                    va="center", fontsize=7.5, color=c)  # fmt: skip
+            ax.text(
+                start,
+                y,
+                f" {r['diff']:+.1f}: never learned, off the scale ",
+                ha="left" if left else "right",
+                va="center",
+                fontsize=7.5,
+                color=c,
+            )
         else:
             if len(r["d"]):
                 jitter = (np.arange(len(r["d"])) % 5 - 2) * 0.05 if len(r["d"]) > 1 else np.zeros(1)
@@ -605,29 +694,50 @@ def plot_forest(sweep: Sweep, comparisons: pd.DataFrame, margin: float, path: Pa
             if np.isfinite(r["diff"]):
                 ax.plot([r["diff"]], [y - 0.12], "D", ms=6.5, color=c, mec="black", mew=0.8, zorder=4)
         right = f"{r['verdict']}  " if r["verdict"] else ""
-        ax.text(1.01, y, f"{right}n = {r['n']}", transform=ax.get_yaxis_transform(), va="center", fontsize=8.5,
-                fontweight="bold" if r["verdict"] in ("better", "worse", "equivalent") else "normal")  # fmt: skip
+        ax.text(
+            1.01,
+            y,
+            f"{right}n = {r['n']}",
+            transform=ax.get_yaxis_transform(),
+            va="center",
+            fontsize=8.5,
+            fontweight="bold" if r["verdict"] in ("better", "worse", "equivalent") else "normal",
+        )
     labels = [r["group"] if one_baseline else f"{r['group']} − {r['baseline']}" for r in rows]
     ax.set_yticks([-i for i in range(len(rows))], labels, fontsize=8.5)
     ax.set_ylim(-len(rows) + 0.4, 0.6)
     ax.set_xlim(x_lo, x_hi)
     ax.grid(alpha=0.3, axis="x")
     base = acts.get(comp["baseline"].iloc[0], comp["baseline"].iloc[0]) if one_baseline else None
-    ax.set_xlabel("paired difference in final test accuracy (percentage points)"
-                  + (f": group − {base} at the same setting" if base else ": group − baseline"))  # fmt: skip
+    ax.set_xlabel(
+        "paired difference in final test accuracy (percentage points)"
+        + (f": group − {base} at the same setting" if base else ": group − baseline")
+    )
     npairs = sorted({r["n"] for r in rows})
     n_txt = f"n = {npairs[0]}" if len(npairs) == 1 else f"n = {npairs[0]}-{npairs[-1]}"
     verdicts = "; verdict and n (pairs) at the right" if any(r["verdict"] for r in rows) else "; n (pairs) at the right"
-    fig.suptitle(f"Paired differences to the baseline, {n_txt} shared seeds per comparison\ndots = seeds, "
-                 f"◆ = mean, bar = {LEVEL:.0%} CI (unadjusted){verdicts}", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"Paired differences to the baseline, {n_txt} shared seeds per comparison\ndots = seeds, "
+        f"◆ = mean, bar = {LEVEL:.0%} CI (unadjusted){verdicts}",
+        fontsize=10,
+    )
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Line2D([], [], ls="none", marker="o", color="gray", alpha=0.6), Line2D([], [], ls="none", marker="D",
-               color="gray", mec="black"), Line2D([], [], color="black", lw=2.4),
-               Patch(color="tab:green", alpha=0.25)]  # fmt: skip
-    fig.legend(handles, ["one seed's paired difference", "mean difference", f"{LEVEL:.0%} CI of the mean",
-                         f"±margin ({m:g} points)"], loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    handles = [
+        Line2D([], [], ls="none", marker="o", color="gray", alpha=0.6),
+        Line2D([], [], ls="none", marker="D", color="gray", mec="black"),
+        Line2D([], [], color="black", lw=2.4),
+        Patch(color="tab:green", alpha=0.25),
+    ]
+    fig.legend(
+        handles,
+        ["one seed's paired difference", "mean difference", f"{LEVEL:.0%} CI of the mean", f"±margin ({m:g} points)"],
+        loc="outside lower center",
+        ncol=4,
+        fontsize=8,
+        frameon=False,
+    )
     return save(fig, path)
 
 
@@ -656,8 +766,9 @@ def paired_epoch_diffs(sweep: Sweep, group: str, baseline: str, metric: str = "t
     return pd.DataFrame({"n": n, "diff": mean, "ci_low": mean - half, "ci_high": mean + half})
 
 
-def plot_diff_curves(sweep: Sweep, comparisons: pd.DataFrame, path: Path, margin: float | None = None,
-                     metric: str = "test_acc") -> list[Path]:  # fmt: skip
+def plot_diff_curves(
+    sweep: Sweep, comparisons: pd.DataFrame, path: Path, margin: float | None = None, metric: str = "test_acc"
+) -> list[Path]:
     """Difference from the baseline over epochs, paired by seed: for each comparison (group vs its
     baseline at the same setting; with every pair compared, those against the main baseline) the
     mean over the shared seeds of the per-seed difference of ``metric`` at each epoch, with its
@@ -720,9 +831,12 @@ def plot_diff_curves(sweep: Sweep, comparisons: pd.DataFrame, path: Path, margin
     for ax in axes[:, 0]:
         ax.set_ylabel(f"{metric.replace('_', ' ')} − baseline ({unit or 'difference'})")
     base = ", ".join(sorted(bases))
-    fig.suptitle(f"Difference from the baseline ({base}) at the same setting and seed, per epoch\nmean over the "
-                 f"shared seeds ± {LEVEL:.0%} CI (t, unadjusted)"
-                 + (f"; shaded: ±margin {scale * margin:g} {unit}" if margin else ""), fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"Difference from the baseline ({base}) at the same setting and seed, per epoch\nmean over the "
+        f"shared seeds ± {LEVEL:.0%} CI (t, unadjusted)"
+        + (f"; shaded: ±margin {scale * margin:g} {unit}" if margin else ""),
+        fontsize=10,
+    )
     from matplotlib.lines import Line2D
 
     extra = [(Line2D([], [], color="gray", ls=":"), "never learned (does not set the axis)")] if any_apart else []
@@ -739,6 +853,7 @@ def no_gradient_columns(diag: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
     image. From ``no_grad_frac`` / ``no_grad_all_frac`` (diagnostics.py's one category); for a
     diagnostics.csv written before them: inactive + saturated (a lower bound: a unit off for some
     images and saturated for others counts in neither) and dead_frac, with a note saying so."""
+
     def col(name: str) -> pd.Series:
         return diag[name] if name in diag else pd.Series(np.nan, index=diag.index)
 
@@ -751,13 +866,16 @@ def no_gradient_columns(diag: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
     every = every.where(~old, col("dead_frac"))
     n_old = diag.loc[old, "run"].nunique() if "run" in diag else int(old.sum())
     what = "every run" if old.sum() == hidden.sum() else f"{n_old} run(s)"
-    note = (f"older diagnostics.csv ({what}: no no_grad_frac): no gradient = inactive + saturated at the old 1 % "
-            "level (a lower bound), every image = dead (off)")  # fmt: skip
+    note = (
+        f"older diagnostics.csv ({what}: no no_grad_frac): no gradient = inactive + saturated at the old 1 % "
+        "level (a lower bound), every image = dead (off)"
+    )
     return most, every, note
 
 
-def _per_layer(ax: Any, data: pd.DataFrame, acts: Sequence[str], y: str, scale: float, kind: str,
-               lower: str | None = None) -> list[float]:  # fmt: skip
+def _per_layer(
+    ax: Any, data: pd.DataFrame, acts: Sequence[str], y: str, scale: float, kind: str, lower: str | None = None
+) -> list[float]:
     """Layers as categories on x, one bar (or point) per activation side by side: the mean over the
     runs (seeds) and a min-max bar over them. ``lower``: a column drawn as the darker lower part of
     each bar (a subset of ``y``). Returns the values drawn (for zooming)."""
@@ -782,8 +900,11 @@ def _per_layer(ax: Any, data: pd.DataFrame, acts: Sequence[str], y: str, scale: 
         ax.vlines(x, lo, hi, color="black" if kind == "bar" else color(act), lw=0.9)
         drawn += [*lo, *hi]
     last = max(layers) if layers else 0
-    ax.set_xticks(range(len(layers)), [("out" if (layer == last and kind != "bar") else str(int(layer)))
-                                       for layer in layers], fontsize=7 if len(layers) > 8 else 9)  # fmt: skip
+    ax.set_xticks(
+        range(len(layers)),
+        [("out" if (layer == last and kind != "bar") else str(int(layer))) for layer in layers],
+        fontsize=7 if len(layers) > 8 else 9,
+    )
     ax.set_xlim(-0.6, len(layers) - 0.4)
     return drawn
 
@@ -844,8 +965,11 @@ def plot_diagnostics(sweep: Sweep, path: Path) -> list[Path]:
         for ax in row[1:]:
             ax.set_xlabel("layer (1 = input side)")
         what = (_title(keys, setting) + "; " if keys else "") + n
-        titles = ("first-layer gradient norm per epoch", "gradient norm per layer, final epoch",
-                  "units without gradient, final epoch")  # fmt: skip
+        titles = (
+            "first-layer gradient norm per epoch",
+            "gradient norm per layer, final epoch",
+            "units without gradient, final epoch",
+        )
         for ax, t in zip(row, titles, strict=True):
             ax.set_title(f"{t}\n{what}", fontsize=8.5)
             ax.grid(alpha=0.3, axis="y")
@@ -853,17 +977,24 @@ def plot_diagnostics(sweep: Sweep, path: Path) -> list[Path]:
         for ax in row[:2]:
             if ax.get_yscale() == "log":
                 _log_ticks(ax)
-    head = ("Diagnostics on a fixed probe batch; mean over seeds, band / bars = min-max over seeds. No gradient: "
-            "|f'| < 0.1 % of the activation's own maximum slope")  # fmt: skip
+    head = (
+        "Diagnostics on a fixed probe batch; mean over seeds, band / bars = min-max over seeds. No gradient: "
+        "|f'| < 0.1 % of the activation's own maximum slope"
+    )
     if searched:
         head += f"\nonly each activation's best setting of {', '.join(searched)} (chosen on {basis})"
     if note:
         head += f"\n{note}"
     fig.suptitle(head, fontsize=9.5)
-    _legend_below(fig, [a for a in acts if (diag["activation"] == a).any()],
-                  [(Patch(facecolor="0.3"), "no gradient for every probe image"),
-                   (Patch(facecolor="0.3", alpha=0.45), "for most (> half), not all"),
-                   (Patch(facecolor="white", edgecolor="black", lw=0.5), "rest: passes gradient")])  # fmt: skip
+    _legend_below(
+        fig,
+        [a for a in acts if (diag["activation"] == a).any()],
+        [
+            (Patch(facecolor="0.3"), "no gradient for every probe image"),
+            (Patch(facecolor="0.3", alpha=0.45), "for most (> half), not all"),
+            (Patch(facecolor="white", edgecolor="black", lw=0.5), "rest: passes gradient"),
+        ],
+    )
     return save(fig, path)
 
 
@@ -920,13 +1051,16 @@ def plot_confusion(sweep: Sweep, path: Path, order: Sequence[str] | None = None)
     cols = n_acts if n_acts <= 6 and keys else min(5, max(len(shared), len(apart), 1))
     n_rows = math.ceil(len(shared) / cols) + (math.ceil(len(apart) / cols) if apart else 0)
     fig = plt.figure(figsize=(max(2.9 * cols + 1.2, 6.5), 2.9 * n_rows + 1.0), layout="constrained")
-    subs = fig.subfigures(2, 1, height_ratios=[math.ceil(len(shared) / cols), math.ceil(len(apart) / cols)]) if (
-        apart and shared) else [fig]  # fmt: skip
+    subs = (
+        fig.subfigures(2, 1, height_ratios=[math.ceil(len(shared) / cols), math.ceil(len(apart) / cols)])
+        if (apart and shared)
+        else [fig]
+    )
 
     def panel_set(sub: Any, members: list[str], cmap: str, label: str) -> None:
         rows = math.ceil(len(members) / cols)
         axes = np.atleast_1d(sub.subplots(rows, cols, squeeze=False)).ravel()
-        for ax in axes[len(members):]:
+        for ax in axes[len(members) :]:
             ax.axis("off")
         vmax = max(errors[g].max() for g in members) or 1
         im = None
@@ -951,10 +1085,15 @@ def plot_confusion(sweep: Sweep, path: Path, order: Sequence[str] | None = None)
         target = subs[-1] if shared else fig
         panel_set(target, [g for g in mats if g in apart], "Greys", "errors per run (own scale)")
         if shared:
-            target.suptitle(f"Never learned (mean test accuracy < {100 * NOT_LEARNING_ACC:.0f} %): drawn apart, "
-                            "on their own scale", fontsize=9)  # fmt: skip
-    fig.suptitle("Test-set confusions (diagonal removed), mean over each group's seeds (n in each title); one colour "
-                 "scale for every group that learned", fontsize=10)  # fmt: skip
+            target.suptitle(
+                f"Never learned (mean test accuracy < {100 * NOT_LEARNING_ACC:.0f} %): drawn apart, on their own scale",
+                fontsize=9,
+            )
+    fig.suptitle(
+        "Test-set confusions (diagonal removed), mean over each group's seeds (n in each title); one colour "
+        "scale for every group that learned",
+        fontsize=10,
+    )
     return save(fig, path)
 
 
@@ -983,16 +1122,31 @@ def plot_examples(run_path: Path, title: str, path: Path) -> list[Path]:
     cols = min(8, n)
     rows = math.ceil(n / cols)
     pitch = 12  # bar slots per digit: 10 classes + 2 of gap
-    fig, axes = plt.subplots(2 * rows, 1, figsize=(1.6 * cols, 3.3 * rows), squeeze=False,
-                             gridspec_kw={"height_ratios": [1.8, 1] * rows, "hspace": 0.3,
-                                          "left": 0.05, "right": 0.99, "bottom": 0.06, "top": 0.86})  # fmt: skip
+    fig, axes = plt.subplots(
+        2 * rows,
+        1,
+        figsize=(1.6 * cols, 3.3 * rows),
+        squeeze=False,
+        gridspec_kw={
+            "height_ratios": [1.8, 1] * rows,
+            "hspace": 0.3,
+            "left": 0.05,
+            "right": 0.99,
+            "bottom": 0.06,
+            "top": 0.86,
+        },
+    )
     gap = np.zeros((28, 4), dtype=np.float32)
     height = pitch * 28 / 32  # square pixels in data units
     for r in range(rows):
         img_ax, bar_ax = axes[2 * r, 0], axes[2 * r + 1, 0]
         items = range(r * cols, min(n, (r + 1) * cols))
-        img_ax.imshow(np.hstack([np.hstack([images[i], gap]) for i in items]), cmap="gray_r",
-                      extent=(-1, len(items) * pitch - 1, 0, height), aspect="auto")  # fmt: skip
+        img_ax.imshow(
+            np.hstack([np.hstack([images[i], gap]) for i in items]),
+            cmap="gray_r",
+            extent=(-1, len(items) * pitch - 1, 0, height),
+            aspect="auto",
+        )
         img_ax.set_xlim(-1, len(items) * pitch - 1)
         img_ax.set_ylim(0, height * 1.45)
         img_ax.axis("off")
@@ -1000,8 +1154,15 @@ def plot_examples(run_path: Path, title: str, path: Path) -> list[Path]:
         for j, i in enumerate(items):
             prob, label = probs[i], int(labels[i])
             pred = int(prob.argmax())
-            img_ax.text(j * pitch + 5, height * 1.03, f"true {label}, pred {pred}\n{100 * prob[pred]:.1f} %",
-                        ha="center", va="bottom", fontsize=8, color="black" if pred == label else "red")  # fmt: skip
+            img_ax.text(
+                j * pitch + 5,
+                height * 1.03,
+                f"true {label}, pred {pred}\n{100 * prob[pred]:.1f} %",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="black" if pred == label else "red",
+            )
             x = j * pitch + np.arange(10)
             bar_ax.bar(x, prob, width=0.8, color=["tab:green" if c == label else "tab:gray" for c in range(10)])
             ticks.extend(x.tolist())
@@ -1036,8 +1197,9 @@ def feature_range(act: Any, pad: float = 2.0, at_least: tuple[float, float] = (-
     return (min(at_least[0], xs.min().item() - pad), max(at_least[1], xs.max().item() + pad))
 
 
-def plot_activation_shapes(modules: Mapping[str, Any], path: str | Path,
-                           x_range: tuple[float, float] | None = None) -> Path:  # fmt: skip
+def plot_activation_shapes(
+    modules: Mapping[str, Any], path: str | Path, x_range: tuple[float, float] | None = None
+) -> Path:
     """One panel per activation: f(x) and f'(x) (autograd), in the activation's colour.
 
     ``modules`` maps a name to an activation's module config ({_target_: ..., **kwargs}) or to an
@@ -1066,8 +1228,14 @@ def plot_activation_shapes(modules: Mapping[str, Any], path: str | Path,
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
     handles, _ = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, ["f(x), in the activation's colour", "f'(x)"], loc="outside lower center", ncol=2,
-               fontsize=8, frameon=False)  # fmt: skip
+    fig.legend(
+        handles,
+        ["f(x), in the activation's colour", "f'(x)"],
+        loc="outside lower center",
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+    )
     fig.suptitle("Activation functions (solid) and their derivatives (dashed, autograd)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,8 +75,9 @@ def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     dirs: list[Path] = []
     for p in map(Path, paths):
         if not p.is_dir():
-            raise UserError(f"{p} does not exist or is not a folder: give a sweep folder, "
-                            f"e.g. outputs/sweeps/<date>/<time>")  # fmt: skip
+            raise UserError(
+                f"{p} does not exist or is not a folder: give a sweep folder, e.g. outputs/sweeps/<date>/<time>"
+            )
         dirs += sorted(f.parent for f in p.rglob("run.json"))
     return dirs
 
@@ -177,8 +178,10 @@ def check_examples(path: Path) -> str | None:
         return f"{path}: is not a readable .npz archive (truncated or empty?): {type(err).__name__}: {err}"
     n = len(arrays["label"])
     if arrays["image"].shape[:1] != (n,) or arrays["prob"].shape != (n, 10) or arrays["image"].shape[1:] != (28, 28):
-        return (f"{path}: arrays of mismatched shapes (image {arrays['image'].shape}, prob {arrays['prob'].shape}, "
-                f"label {arrays['label'].shape})")  # fmt: skip
+        return (
+            f"{path}: arrays of mismatched shapes (image {arrays['image'].shape}, prob {arrays['prob'].shape}, "
+            f"label {arrays['label'].shape})"
+        )
     return None
 
 
@@ -231,8 +234,11 @@ def _group_cols(records: list[dict], flats: list[dict[str, Any]]) -> tuple[list[
         if len(set(names)) < 2 or "None" in names or any(k == group for k in varied):
             continue
         under = [k for k in varied if k.startswith(f"{group}.")]
-        implied = [k for k in under if all(len({v[k] for v, n in zip(values, names, strict=True) if n == name}) == 1
-                                           for name in set(names))]  # fmt: skip
+        implied = [
+            k
+            for k in under
+            if all(len({v[k] for v, n in zip(values, names, strict=True) if n == name}) == 1 for name in set(names))
+        ]
         varied = [group, *(k for k in varied if k not in implied)]
         for v, n in zip(values, names, strict=True):
             v[group] = n
@@ -260,9 +266,11 @@ def _check_shared_names(kept: list[tuple[str, dict]]) -> dict[str, dict]:
         label = _activation_name(record)
         if label in seen and seen[label][1] != text:
             other_run, other_text, _ = seen[label]
-            raise UserError(f"activation name '{label}' is shared by two different activation configs: {other_text} "
-                            f"(in {other_run}) and {text} (in {name}); give one of them another name "
-                            "(activation.name=...)")  # fmt: skip
+            raise UserError(
+                f"activation name '{label}' is shared by two different activation configs: {other_text} "
+                f"(in {other_run}) and {text} (in {name}); give one of them another name "
+                "(activation.name=...)"
+            )
         seen.setdefault(label, (name, text, spec))
     return {label: v[2] for label, v in seen.items()}
 
@@ -275,9 +283,11 @@ def _check_labels(table: list[dict], records: list[dict]) -> None:
         what = json.dumps(R.without(R.identity(record["config"]), "seed"), sort_keys=True, default=str)
         label = row["group"]
         if label in seen and seen[label][0] != what:
-            raise UserError(f"runs {seen[label][1]} and {row['run']} are different settings but both print as "
-                            f"'{label}' (a value that is text in one run and a number in the other?): "
-                            "rebuild the report from runs whose settings print apart")  # fmt: skip
+            raise UserError(
+                f"runs {seen[label][1]} and {row['run']} are different settings but both print as "
+                f"'{label}' (a value that is text in one run and a number in the other?): "
+                "rebuild the report from runs whose settings print apart"
+            )
         seen.setdefault(label, (what, row["run"]))
 
 
@@ -365,8 +375,10 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
     """
     all_dirs = find_run_dirs(paths)
     if not all_dirs:
-        raise UserError(f"no runs (run.json files) found in {', '.join(map(str, paths))}: "
-                        "give a folder written by 'actcompare -m ...'")  # fmt: skip
+        raise UserError(
+            f"no runs (run.json files) found in {', '.join(map(str, paths))}: "
+            "give a folder written by 'actcompare -m ...'"
+        )
     run_dirs = list(dict.fromkeys(d.resolve() for d in all_dirs))
     name = run_namer(paths, run_dirs)
     problems: list[str] = []
@@ -377,8 +389,11 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
         problems.append(str(err))
 
     def nothing_left() -> UserError:
-        return UserError(f"no readable run in {', '.join(map(str, paths))}: " + problems[0]
-                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))  # fmt: skip
+        return UserError(
+            f"no readable run in {', '.join(map(str, paths))}: "
+            + problems[0]
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        )
 
     kept, duplicates = _records(run_dirs, name, bad)
     if not kept:
@@ -391,13 +406,22 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
     if len(diagnostics) and "inactive_frac" not in diagnostics.columns and "saturated_frac" in diagnostics.columns:
         diagnostics = split_legacy_saturation(diagnostics, runs, activations)
     selected_on = _per_run_metrics(runs, results)
-    return Sweep(runs=runs, results=results, diagnostics=diagnostics, group_cols=group_cols, problems=problems,
-                 duplicates=duplicates, repeated_folders=len(all_dirs) - len(run_dirs), selected_on=selected_on,
-                 activations=activations)  # fmt: skip
+    return Sweep(
+        runs=runs,
+        results=results,
+        diagnostics=diagnostics,
+        group_cols=group_cols,
+        problems=problems,
+        duplicates=duplicates,
+        repeated_folders=len(all_dirs) - len(run_dirs),
+        selected_on=selected_on,
+        activations=activations,
+    )
 
 
-def _records(run_dirs: list[Path], name: Callable[[Path], str], bad: Callable[[BadFile], None]
-             ) -> tuple[list[tuple[Path, dict]], list[tuple[str, str]]]:  # fmt: skip
+def _records(
+    run_dirs: list[Path], name: Callable[[Path], str], bad: Callable[[BadFile], None]
+) -> tuple[list[tuple[Path, dict]], list[tuple[str, str]]]:
     """run.json of every folder, one record per identity (the finished and latest wins), in
     folder order; and (dropped, kept) names of the duplicates."""
     by_id: dict[str, list[tuple[Path, dict]]] = {}
@@ -443,8 +467,13 @@ def _outcome(d: Path, record: dict, bad: Callable[[BadFile], None]) -> _Run | No
         elif why:
             outcome, note, diverged_epoch = R.DIVERGED, f"recorded completed, but {why}", epoch
         elif never_learned(record):
-            outcome, note = NOT_LEARNING, (f"final test accuracy {record['final']['test_acc']:.2%}, below "
-                                           f"{NOT_LEARNING_ACC:.0%}: it never learned (e.g. one class always)")
+            outcome, note = (
+                NOT_LEARNING,
+                (
+                    f"final test accuracy {record['final']['test_acc']:.2%}, below "
+                    f"{NOT_LEARNING_ACC:.0%}: it never learned (e.g. one class always)"
+                ),
+            )
         else:
             outcome = COUNTED
     elif status == R.DIVERGED and disagree:
@@ -452,8 +481,9 @@ def _outcome(d: Path, record: dict, bad: Callable[[BadFile], None]) -> _Run | No
     return _Run(d, record, outcome, note, diverged_epoch, metrics, diag)
 
 
-def _tables(found: list[_Run], name: Callable[[Path], str]
-            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:  # fmt: skip
+def _tables(
+    found: list[_Run], name: Callable[[Path], str]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
     """runs (one row per run), results and diagnostics (tidy, with the group columns), group_cols."""
     records = [r.record for r in found]
     group_cols, settings = _group_cols(records, [R.flatten(R.identity(r["config"])) for r in records])
@@ -461,14 +491,26 @@ def _tables(found: list[_Run], name: Callable[[Path], str]
     for run, setting in zip(found, settings, strict=True):
         record, act = run.record, _activation_name(run.record)
         seed = record.get("seed", record["config"].get("seed"))
-        table.append({
-            "run": name(run.folder), "path": str(run.folder), "status": record["status"], "outcome": run.outcome,
-            "activation": act, **setting, "group": group_label(act, setting), "seed": seed,
-            "epochs_completed": record.get("epochs_completed", len(run.metrics)),
-            "diverged_epoch": run.diverged_epoch, "note": run.note, "wall_seconds": record.get("wall_seconds"),
-            "git_commit": record.get("git_commit"), "torch": record.get("torch"), "device": record.get("device"),
-            "run_id": identity_key(record["config"]),
-        })  # fmt: skip
+        table.append(
+            {
+                "run": name(run.folder),
+                "path": str(run.folder),
+                "status": record["status"],
+                "outcome": run.outcome,
+                "activation": act,
+                **setting,
+                "group": group_label(act, setting),
+                "seed": seed,
+                "epochs_completed": record.get("epochs_completed", len(run.metrics)),
+                "diverged_epoch": run.diverged_epoch,
+                "note": run.note,
+                "wall_seconds": record.get("wall_seconds"),
+                "git_commit": record.get("git_commit"),
+                "torch": record.get("torch"),
+                "device": record.get("device"),
+                "run_id": identity_key(record["config"]),
+            }
+        )
         for frames, df in ((metric_frames, run.metrics), (diag_frames, run.diagnostics)):
             if len(df):
                 df = df.copy()
@@ -493,14 +535,25 @@ def _per_run_metrics(runs: pd.DataFrame, results: pd.DataFrame) -> str:
     Without a validation split they are chosen on test accuracy itself (optimistic). Returns "val"
     or "test".
     """
-    for col in ("final_train_loss", "final_test_loss", "final_test_acc", "final_val_acc", "best_epoch",
-                "selected_test_acc", "epochs_to_97", "epoch_seconds"):  # fmt: skip
+    for col in (
+        "final_train_loss",
+        "final_test_loss",
+        "final_test_acc",
+        "final_val_acc",
+        "best_epoch",
+        "selected_test_acc",
+        "epochs_to_97",
+        "epoch_seconds",
+    ):
         runs[col] = np.nan
     if results.empty:
         return "test"
     counted = set(runs.loc[runs["outcome"] == COUNTED, "run"])
-    has_val = "val_acc" in results and bool(counted) and all(
-        results.loc[results["run"] == r, "val_acc"].notna().all() for r in counted)  # fmt: skip
+    has_val = (
+        "val_acc" in results
+        and bool(counted)
+        and all(results.loc[results["run"] == r, "val_acc"].notna().all() for r in counted)
+    )
     key = "val_acc" if has_val else "test_acc"
     for i, run in runs["run"].items():
         df = results[results["run"] == run].sort_values("epoch")
@@ -508,7 +561,10 @@ def _per_run_metrics(runs: pd.DataFrame, results: pd.DataFrame) -> str:
             continue
         last = df.iloc[-1]
         runs.loc[i, ["final_train_loss", "final_test_loss", "final_test_acc"]] = [
-            last["train_loss"], last["test_loss"], last["test_acc"]]  # fmt: skip
+            last["train_loss"],
+            last["test_loss"],
+            last["test_acc"],
+        ]
         if "val_acc" in df:
             runs.loc[i, "final_val_acc"] = last["val_acc"]
         score = df[key]

@@ -19,12 +19,18 @@ from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="actcompare-plot-activations", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="actcompare-plot-activations", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", help="activation config names (default: all)")
     parser.add_argument("--out", default="outputs/activations.png", help="PNG to write (a PDF goes beside it)")
-    parser.add_argument("--range", nargs=2, type=float, metavar=("LO", "HI"),
-                        help="x range of every panel (default: per activation, wide enough to show its features)")
+    parser.add_argument(
+        "--range",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        help="x range of every panel (default: per activation, wide enough to show its features)",
+    )
     parser.add_argument("--config-dir", type=Path, help="a folder with activation/<name>.yaml of your own")
     args = parser.parse_args(argv)
 
@@ -37,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         available = sorted(_options(extra))
         unknown = sorted(set(args.names) - set(available))
         if unknown:
-            print(f"error: unknown activation(s) {', '.join(unknown)}; available: {', '.join(available)}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"error: unknown activation(s) {', '.join(unknown)}; available: {', '.join(available)}", file=sys.stderr
+            )
             return 2
         modules = {}
         for name in args.names or available:

@@ -22,8 +22,23 @@ from scipy import stats
 from . import verdicts as V
 from .load import COUNTED, EXCLUDED, NOT_LEARNING, Sweep
 
-COMPARISON_COLUMNS = ["group", "baseline", "verdict", "diff", "diff_ci_low", "diff_ci_high", "sd_diff", "n_pairs",
-                      "seeds_dropped", "p_diff", "p_equiv", "p_diff_holm", "p_equiv_holm", "margin", "why"]  # fmt: skip
+COMPARISON_COLUMNS = [
+    "group",
+    "baseline",
+    "verdict",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "sd_diff",
+    "n_pairs",
+    "seeds_dropped",
+    "p_diff",
+    "p_equiv",
+    "p_diff_holm",
+    "p_equiv_holm",
+    "margin",
+    "why",
+]
 VERDICT_ORDER = {V.BETTER: 0, V.EQUIVALENT: 1, V.UNDECIDED: 2, V.WORSE: 3}
 BOOTSTRAPS = 2000  # resamples of the shared seeds for each group's probability of being best
 
@@ -46,12 +61,21 @@ def compare(a: Mapping[Any, float], b: Mapping[Any, float], margin: float) -> di
     n_pairs, seeds_dropped, p_diff, p_equiv, margin and why (why no test, when there is none).
     """
     _, d, only_a, only_b = V.paired_diffs(a, b)
-    dropped = "; ".join(f"{side}: {' '.join(map(str, s))}" for side, s in (("group", only_a), ("baseline", only_b))
-                        if s)  # fmt: skip
-    out: dict[str, Any] = {"diff": d.mean() if len(d) else math.nan, "diff_ci_low": math.nan,
-                           "diff_ci_high": math.nan, "sd_diff": math.nan, "n_pairs": len(d),
-                           "seeds_dropped": dropped, "p_diff": math.nan, "p_equiv": math.nan, "margin": margin,
-                           "why": ""}  # fmt: skip
+    dropped = "; ".join(
+        f"{side}: {' '.join(map(str, s))}" for side, s in (("group", only_a), ("baseline", only_b)) if s
+    )
+    out: dict[str, Any] = {
+        "diff": d.mean() if len(d) else math.nan,
+        "diff_ci_low": math.nan,
+        "diff_ci_high": math.nan,
+        "sd_diff": math.nan,
+        "n_pairs": len(d),
+        "seeds_dropped": dropped,
+        "p_diff": math.nan,
+        "p_equiv": math.nan,
+        "margin": margin,
+        "why": "",
+    }
     if not a or not b:
         out["why"] = "no counted run on one side (failed, diverged or never learned: see the runs table)"
     elif len(d) == 0:
@@ -60,8 +84,14 @@ def compare(a: Mapping[Any, float], b: Mapping[Any, float], margin: float) -> di
         out["why"] = "one shared seed: no test is possible"
     else:
         t = V.paired_tests(d, margin)
-        out.update(diff=float(t["diff"]), diff_ci_low=float(t["ci_low"]), diff_ci_high=float(t["ci_high"]),
-                   sd_diff=float(t["sd"]), p_diff=float(t["p_diff"]), p_equiv=float(t["p_equiv"]))  # fmt: skip
+        out.update(
+            diff=float(t["diff"]),
+            diff_ci_low=float(t["ci_low"]),
+            diff_ci_high=float(t["ci_high"]),
+            sd_diff=float(t["sd"]),
+            p_diff=float(t["p_diff"]),
+            p_equiv=float(t["p_equiv"]),
+        )
         if not t["sd"] > V.NO_SPREAD:
             out["why"] = f"every shared seed gives the same difference: the p is the sign-flip test's over {len(d)}"
     return out
@@ -70,10 +100,12 @@ def compare(a: Mapping[Any, float], b: Mapping[Any, float], margin: float) -> di
 def family(rows: list[dict[str, Any]], margin: float) -> pd.DataFrame:
     """One family of comparisons -> its table with verdicts (Holm over all of it) and, in attrs, what
     settles it: k, min_pairs, pooled_sd (of paired differences), seeds_needed, margin."""
-    comp = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("verdict", "p_diff_holm",
-                                                                                  "p_equiv_holm")])  # fmt: skip
-    verdicts, adj_diff, adj_equiv = (V.decide(comp["diff"], comp["p_diff"], comp["p_equiv"]) if len(comp)
-                                     else ([], [], []))  # fmt: skip
+    comp = pd.DataFrame(
+        rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("verdict", "p_diff_holm", "p_equiv_holm")]
+    )
+    verdicts, adj_diff, adj_equiv = (
+        V.decide(comp["diff"], comp["p_diff"], comp["p_equiv"]) if len(comp) else ([], [], [])
+    )
     comp["verdict"], comp["p_diff_holm"], comp["p_equiv_holm"] = verdicts, adj_diff, adj_equiv
     k = int(comp["p_diff"].notna().sum()) or len(comp)
     sd = V.pooled_sd(comp["sd_diff"], comp["n_pairs"])
@@ -83,8 +115,15 @@ def family(rows: list[dict[str, Any]], margin: float) -> pd.DataFrame:
     # The plan gives 80 % power at 0 and at +/-m; once the runs have that many seeds, what is still
     # undecided lies in between: +/-m/2 is the hardest case (both claims need m/2 / sd of evidence).
     settle = needed if have < needed else V.seeds_needed(sd, margin / 2, k)
-    comp.attrs.update(k=k, min_pairs=V.min_pairs(k), pooled_sd=sd, margin=margin, seeds_needed=needed,
-                      seeds_to_settle=settle, have=have)  # fmt: skip
+    comp.attrs.update(
+        k=k,
+        min_pairs=V.min_pairs(k),
+        pooled_sd=sd,
+        margin=margin,
+        seeds_needed=needed,
+        seeds_to_settle=settle,
+        have=have,
+    )
     return comp
 
 
@@ -113,8 +152,14 @@ def _setting(sweep: Sweep, group: str) -> tuple:
     return tuple(row[k] for k in sweep.setting_cols)
 
 
-def compare_groups(sweep: Sweep, groups: Sequence[str], baseline: str, margin: float, all_pairs: bool = False,
-                   column: str = "final_test_acc") -> pd.DataFrame:  # fmt: skip
+def compare_groups(
+    sweep: Sweep,
+    groups: Sequence[str],
+    baseline: str,
+    margin: float,
+    all_pairs: bool = False,
+    column: str = "final_test_acc",
+) -> pd.DataFrame:
     """One row per comparison among ``groups`` (one family: one Holm correction, one seed plan).
 
     Each group is compared with the group of the ``baseline`` activation at the same setting of the
@@ -132,8 +177,10 @@ def compare_groups(sweep: Sweep, groups: Sequence[str], baseline: str, margin: f
             pairs += [(ordered[j], ordered[i]) for i in range(len(ordered)) for j in range(i + 1, len(ordered))]
         elif base:
             pairs += [(g, base[0]) for g in members if g != base[0]]
-    rows = [{"group": g, "baseline": b, **compare(finals(sweep, g, column), finals(sweep, b, column), margin)}
-            for g, b in pairs]  # fmt: skip
+    rows = [
+        {"group": g, "baseline": b, **compare(finals(sweep, g, column), finals(sweep, b, column), margin)}
+        for g, b in pairs
+    ]
     return family(rows, margin)
 
 
@@ -163,8 +210,9 @@ def _timing(results: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     return t.combine_first(first.groupby("run")["epoch_seconds"].median())
 
 
-def summarize(sweep: Sweep, baseline: str | None = None, all_pairs: bool = False,
-              margin: float = V.DEFAULT_MARGIN) -> pd.DataFrame:  # fmt: skip
+def summarize(
+    sweep: Sweep, baseline: str | None = None, all_pairs: bool = False, margin: float = V.DEFAULT_MARGIN
+) -> pd.DataFrame:
     """One row per group: run counts, final test accuracy mean/std/95 % CI, selection-based figures,
     losses, speed, the comparison with the baseline (verdict, diff, CI, p's) and the probability of
     being best at its setting.
@@ -182,21 +230,25 @@ def summarize(sweep: Sweep, baseline: str | None = None, all_pairs: bool = False
         selected = done["selected_test_acc"].dropna().to_numpy(float)
         row: dict[str, Any] = {"group": group, **{k: g[k].iloc[0] for k in sweep.group_cols}}
         row.update(
-            runs=len(g), completed=len(done), diverged=int((g["outcome"] == "diverged").sum()),
+            runs=len(g),
+            completed=len(done),
+            diverged=int((g["outcome"] == "diverged").sum()),
             not_learning=int((g["outcome"] == NOT_LEARNING).sum()),
             failed=int((g["outcome"] == "failed").sum()),
             interrupted=int(g["outcome"].isin(["interrupted", "running"]).sum()),
             excluded=int((g["outcome"] == EXCLUDED).sum()),
             seeds=" ".join(map(str, sorted(done["seed"].tolist()))),
-        )  # fmt: skip
+        )
         lo, hi = ci95(final)
-        row.update(final_test_acc_mean=final.mean() if len(final) else math.nan,
-                   final_test_acc_std=final.std(ddof=1) if len(final) > 1 else math.nan,
-                   final_test_acc_ci95_low=lo, final_test_acc_ci95_high=hi,
-                   # without a validation split the "selected" epoch was picked on test: not reported
-                   selected_test_acc_mean=selected.mean() if len(selected) and sweep.selected_on == "val"
-                   else math.nan,
-                   selected_on=sweep.selected_on)  # fmt: skip
+        row.update(
+            final_test_acc_mean=final.mean() if len(final) else math.nan,
+            final_test_acc_std=final.std(ddof=1) if len(final) > 1 else math.nan,
+            final_test_acc_ci95_low=lo,
+            final_test_acc_ci95_high=hi,
+            # without a validation split the "selected" epoch was picked on test: not reported
+            selected_test_acc_mean=selected.mean() if len(selected) and sweep.selected_on == "val" else math.nan,
+            selected_on=sweep.selected_on,
+        )
         for col in ("final_val_acc", "best_epoch", "final_train_loss", "final_test_loss"):
             row[f"{col}_mean"] = done[col].mean() if len(done) else math.nan
         row["epoch_seconds_mean"] = seconds.reindex(done["run"]).mean() if len(done) else math.nan
@@ -210,8 +262,9 @@ def summarize(sweep: Sweep, baseline: str | None = None, all_pairs: bool = False
     acts = summary["activation"]
     vs = comparisons[comparisons["baseline"].map(acts) == base].drop_duplicates("group").set_index("group")
     summary = summary.join(vs.drop(columns=["why"]))
-    summary["baseline"] = [b if isinstance(b, str) else (g if acts[g] == base else "")
-                           for g, b in summary["baseline"].items()]  # fmt: skip
+    summary["baseline"] = [
+        b if isinstance(b, str) else (g if acts[g] == base else "") for g, b in summary["baseline"].items()
+    ]
     summary["p_best"] = math.nan
     for _, members in summary.groupby([*sweep.setting_cols] or (lambda _: 0), sort=False):
         for g, p in prob_best(sweep, list(members.index)).items():
@@ -229,17 +282,23 @@ def natural_key(col: pd.Series) -> pd.Series:
 
 def _sort(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     own = summary["baseline"] == summary.index.to_series()
-    tmp = summary.assign(**{f"__{k}": natural_key(summary[k]) for k in keys}, __own=~own,
-                         __verdict=summary.get("verdict", pd.Series(index=summary.index, dtype=object))
-                         .map(VERDICT_ORDER).fillna(len(VERDICT_ORDER)),
-                         __diff=-summary.get("diff", pd.Series(0.0, index=summary.index)).fillna(-np.inf))  # fmt: skip
-    tmp = tmp.sort_values([*(f"__{k}" for k in keys), "__own", "__verdict", "__diff"], kind="stable",
-                          na_position="last")  # fmt: skip
+    tmp = summary.assign(
+        **{f"__{k}": natural_key(summary[k]) for k in keys},
+        __own=~own,
+        __verdict=summary.get("verdict", pd.Series(index=summary.index, dtype=object))
+        .map(VERDICT_ORDER)
+        .fillna(len(VERDICT_ORDER)),
+        __diff=-summary.get("diff", pd.Series(0.0, index=summary.index)).fillna(-np.inf),
+    )
+    tmp = tmp.sort_values(
+        [*(f"__{k}" for k in keys), "__own", "__verdict", "__diff"], kind="stable", na_position="last"
+    )
     return summary.loc[tmp.index]
 
 
-def best_settings(sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs: bool = False,
-                  margin: float = V.DEFAULT_MARGIN) -> pd.DataFrame | None:  # fmt: skip
+def best_settings(
+    sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs: bool = False, margin: float = V.DEFAULT_MARGIN
+) -> pd.DataFrame | None:
     """Each activation at its best setting of the other swept keys (e.g. its best lr), or None.
 
     The setting is chosen on mean final validation accuracy when the runs recorded one; then the
@@ -256,21 +315,30 @@ def best_settings(sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs:
         return None
     picks = ok.groupby("activation")[key].idxmax()
     budgets = ok.groupby("activation").size()
-    best = summary.loc[picks.to_numpy()].drop(columns=[c for c in COMPARISON_COLUMNS if c in summary] + ["p_best"],
-                                              errors="ignore")  # fmt: skip
+    best = summary.loc[picks.to_numpy()].drop(
+        columns=[c for c in COMPARISON_COLUMNS if c in summary] + ["p_best"], errors="ignore"
+    )
     best["settings_tried"] = best["activation"].map(budgets).astype(int)
     if baseline not in set(best["activation"]):
         baseline = best["activation"].iloc[0]
     why_no_test = ""
     if sweep.selected_on != "val":
-        why_no_test = ("chosen on the test set (no validation split): the figures are optimistic and no test is "
-                       "made; set data.val_samples to choose on validation")  # fmt: skip
+        why_no_test = (
+            "chosen on the test set (no validation split): the figures are optimistic and no test is "
+            "made; set data.val_samples to choose on validation"
+        )
     elif budgets.nunique() > 1:
-        why_no_test = ("the activations had different numbers of settings to choose from ("
-                       + ", ".join(f"{a}: {n}" for a, n in budgets.items())
-                       + "): a best of many beats a best of few by selection alone, so no test is made")  # fmt: skip
-    attrs = dict(baseline=baseline, why_no_test=why_no_test, margin=margin,
-                 chosen_on="validation" if sweep.selected_on == "val" else "test")  # fmt: skip
+        why_no_test = (
+            "the activations had different numbers of settings to choose from ("
+            + ", ".join(f"{a}: {n}" for a, n in budgets.items())
+            + "): a best of many beats a best of few by selection alone, so no test is made"
+        )
+    attrs = dict(
+        baseline=baseline,
+        why_no_test=why_no_test,
+        margin=margin,
+        chosen_on="validation" if sweep.selected_on == "val" else "test",
+    )
     if why_no_test:
         best = best.sort_values("final_test_acc_mean", ascending=False, na_position="last")
         best.attrs.update(attrs, comparisons=pd.DataFrame(columns=COMPARISON_COLUMNS))
@@ -278,10 +346,14 @@ def best_settings(sweep: Sweep, summary: pd.DataFrame, baseline: str, all_pairs:
     acts = dict(zip(best.index, best["activation"], strict=True))
     base_group = next(g for g, a in acts.items() if a == baseline)
     order = [base_group, *(g for g in best.index if g != base_group)]
-    pairs = ([(o, base_group) for o in order[1:]] if not all_pairs else
-             [(y, x) for i, x in enumerate(order) for y in order[i + 1:]])  # fmt: skip
-    comp = family([{"group": g, "baseline": b, **compare(finals(sweep, g), finals(sweep, b), margin)}
-                   for g, b in pairs], margin)  # fmt: skip
+    pairs = (
+        [(o, base_group) for o in order[1:]]
+        if not all_pairs
+        else [(y, x) for i, x in enumerate(order) for y in order[i + 1 :]]
+    )
+    comp = family(
+        [{"group": g, "baseline": b, **compare(finals(sweep, g), finals(sweep, b), margin)} for g, b in pairs], margin
+    )
     vs = comp[comp["baseline"] == base_group].set_index("group").drop(columns=["why"])
     best = best.join(vs)
     best["baseline"] = best["baseline"].fillna(base_group)

@@ -72,8 +72,9 @@ def signflip_p(d: np.ndarray, alternative: str = "two-sided") -> np.ndarray:
     n = d.shape[-1]
     if n > EXACT_MAX:
         return np.full(d.shape[:-1], 2.0 ** (1 - n) if alternative == "two-sided" else 2.0**-n)
-    res = stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True, n_resamples=np.inf,
-                                 alternative=alternative, axis=-1)  # fmt: skip
+    res = stats.permutation_test(
+        (d,), _mean, permutation_type="samples", vectorized=True, n_resamples=np.inf, alternative=alternative, axis=-1
+    )
     return np.minimum(np.asarray(res.pvalue, dtype=float), 1.0)
 
 
@@ -112,8 +113,15 @@ def paired_tests(d: np.ndarray, margin: float, level: float = 0.95) -> dict[str,
     p_diff = np.where(zero, 1.0, p_diff)
     p_low = np.maximum(_t_p(d, -margin, "greater", spread), signflip_p(d + margin, "greater"))
     p_high = np.maximum(_t_p(d, margin, "less", spread), signflip_p(d - margin, "less"))
-    return {"n": np.full(diff.shape, n), "diff": diff, "sd": sd, "ci_low": ci_low, "ci_high": ci_high,
-            "p_diff": p_diff, "p_equiv": np.maximum(p_low, p_high)}  # fmt: skip
+    return {
+        "n": np.full(diff.shape, n),
+        "diff": diff,
+        "sd": sd,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_diff": p_diff,
+        "p_equiv": np.maximum(p_low, p_high),
+    }
 
 
 def min_pairs(k: int, alpha: float = ALPHA) -> int:
@@ -127,8 +135,9 @@ def min_pairs(k: int, alpha: float = ALPHA) -> int:
     return max(2, math.ceil(1 + math.log2(2 * max(k, 1) / alpha)))
 
 
-def decide(diff: Sequence[float], p_diff: Sequence[float], p_equiv: Sequence[float],
-           alpha: float = ALPHA) -> tuple[list[str], np.ndarray, np.ndarray]:  # fmt: skip
+def decide(
+    diff: Sequence[float], p_diff: Sequence[float], p_equiv: Sequence[float], alpha: float = ALPHA
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Verdicts of one family: Holm over every difference test and every TOST together.
 
     NaN p's (a comparison without two pairs) do not count in the family and give ``undecided``.
@@ -183,10 +192,12 @@ def seeds_needed(sd: float, margin: float, k: int, alpha: float = ALPHA, power: 
     power_calc = TTestPower()
     with warnings.catch_warnings():  # a failed root finder is handled below, not printed
         warnings.simplefilter("ignore")
-        n_diff = power_calc.solve_power(effect_size=effect, nobs=None, alpha=level, power=power,
-                                        alternative="two-sided")  # fmt: skip
-        n_equiv = power_calc.solve_power(effect_size=effect, nobs=None, alpha=level, power=1 - (1 - power) / 2,
-                                         alternative="larger")  # fmt: skip
+        n_diff = power_calc.solve_power(
+            effect_size=effect, nobs=None, alpha=level, power=power, alternative="two-sided"
+        )
+        n_equiv = power_calc.solve_power(
+            effect_size=effect, nobs=None, alpha=level, power=1 - (1 - power) / 2, alternative="larger"
+        )
     if not (math.isfinite(float(n_diff)) and math.isfinite(float(n_equiv))):
         # the root finder fails below 2 pairs (a large effect) or far above (a tiny one)
         return floor if effect >= 1 else MAX_SEEDS_PLANNED + 1
@@ -194,8 +205,9 @@ def seeds_needed(sd: float, margin: float, k: int, alpha: float = ALPHA, power: 
     return n if n <= MAX_SEEDS_PLANNED else MAX_SEEDS_PLANNED + 1
 
 
-def plan_seeds(pilot_sd: float, margin: float, k: int, pilot: int, max_seeds: int,
-               alpha: float = ALPHA, power: float = POWER) -> int:  # fmt: skip
+def plan_seeds(
+    pilot_sd: float, margin: float, k: int, pilot: int, max_seeds: int, alpha: float = ALPHA, power: float = POWER
+) -> int:
     """seeds=auto: how many seeds in all after a pilot of ``pilot`` seeds (internal pilot).
 
     Only the pilot's pooled sd of paired differences enters, never its mean differences, so the

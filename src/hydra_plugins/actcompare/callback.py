@@ -79,8 +79,12 @@ class SweepLock:
         return True
 
     def acquire(self) -> None:
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "command": " ".join(sys.argv)}  # fmt: skip
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv),
+        }
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -157,9 +161,11 @@ class SweepCallback(Callback):
 
     def _unfinished_message(self, failed: list[tuple[str, str]]) -> str:
         where = self.sweep_dir
-        return (f"error: {len(failed)} run(s) did not complete; the others and the report are in {where}:\n"
-                + "\n".join(f"  {run}: {error}" for run, error in failed)
-                + f"\nTo redo them: rerun the same command with hydra.sweep.dir={where} resume=true")  # fmt: skip
+        return (
+            f"error: {len(failed)} run(s) did not complete; the others and the report are in {where}:\n"
+            + "\n".join(f"  {run}: {error}" for run, error in failed)
+            + f"\nTo redo them: rerun the same command with hydra.sweep.dir={where} resume=true"
+        )
 
     def _report(self, summary: bool) -> tuple[list[tuple[str, str]], str | None]:
         """Build the sweep's report: (runs that did not finish, why there is no report or None)."""
@@ -275,9 +281,15 @@ def _print_summary(sweep_dir: Path) -> None:
         ci = f" [{100 * lo:+.2f}, {100 * hi:+.2f}]" if isinstance(lo, float) and not math.isnan(lo) else ""
         return f"{100 * diff:+.2f}{ci}"
 
-    rows = [{"group": r.get("group", r.get("activation")), "runs counted": r.get("completed"),
-             "test acc %": pct(r), "vs baseline, points": versus(r),
-             "verdict": r.get("verdict") if isinstance(r.get("verdict"), str) else ""}
-            for r in summary.to_dict("records")]  # fmt: skip
+    rows = [
+        {
+            "group": r.get("group", r.get("activation")),
+            "runs counted": r.get("completed"),
+            "test acc %": pct(r),
+            "vs baseline, points": versus(r),
+            "verdict": r.get("verdict") if isinstance(r.get("verdict"), str) else "",
+        }
+        for r in summary.to_dict("records")
+    ]
     table = pd.DataFrame(rows).to_string(index=False) if rows else ""
     print(f"\nSweep finished: {sweep_dir}\n{table}\nreport: {sweep_dir / 'report.md'}", flush=True)

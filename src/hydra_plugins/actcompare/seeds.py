@@ -16,7 +16,6 @@ The plan is written to <sweep>/seed_plan.json and named in the report's setup bl
 else is Hydra's basic grid sweep: the launcher (fused by default) trains each batch.
 """
 
-
 import itertools
 import json
 import logging
@@ -45,8 +44,7 @@ class AutoSeedSweeperConf:
     max_batch_size: Optional[int] = None  # jobs handed to the launcher at once (null: a whole phase)
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="auto_seeds", node=AutoSeedSweeperConf,
-                             provider="actcompare")  # fmt: skip
+ConfigStore.instance().store(group="hydra/sweeper", name="auto_seeds", node=AutoSeedSweeperConf, provider="actcompare")
 
 
 class AutoSeedSweeper(Sweeper):
@@ -58,8 +56,9 @@ class AutoSeedSweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
-                                                                task_function=task_function, config=config)  # fmt: skip
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def _grid(self, arguments: list[str]) -> list[list[str]]:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader if self.hydra_context else None)
@@ -68,8 +67,10 @@ class AutoSeedSweeper(Sweeper):
             key = o.get_key_element()
             if key.lstrip("+~") in ("seed", "seeds"):
                 if key.lstrip("+~") == "seed":
-                    raise HydraException("seeds=auto plans the seeds itself: drop the seed=... override "
-                                         "(or drop seeds=auto to sweep seeds by hand)")  # fmt: skip
+                    raise HydraException(
+                        "seeds=auto plans the seeds itself: drop the seed=... override "
+                        "(or drop seeds=auto to sweep seeds by hand)"
+                    )
                 if o.is_sweep_override():
                     raise HydraException("seeds=auto is one value: drop the other seeds options")
             if o.is_sweep_override():
@@ -80,8 +81,9 @@ class AutoSeedSweeper(Sweeper):
                 values[key] = [f"{key}={o.get_value_element_as_str()}"]
         acts = [v for k, vs in values.items() if k == "activation" for v in vs]
         if len(acts) < 2:
-            raise HydraException("seeds=auto plans the seeds of comparisons: sweep two or more activations "
-                                 "(activation=relu,tanh,...)")  # fmt: skip
+            raise HydraException(
+                "seeds=auto plans the seeds of comparisons: sweep two or more activations (activation=relu,tanh,...)"
+            )
         return [list(cell) for cell in itertools.product(*values.values())]
 
     def _launch(self, cells: list[list[str]], seeds: range, first_idx: int) -> int:
@@ -117,14 +119,27 @@ class AutoSeedSweeper(Sweeper):
         sd, k = comparisons.attrs.get("pooled_sd", math.nan), comparisons.attrs.get("k", k_planned)
         wanted = V.seeds_needed(sd, margin_points / 100, k)
         total = V.plan_seeds(sd, margin_points / 100, k, pilot, self.max_seeds)
-        plan = {"pilot": pilot, "pooled_sd_points": None if math.isnan(sd) else round(100 * sd, 4), "comparisons": k,
-                "margin_points": margin_points, "seeds_needed": wanted, "max_seeds": self.max_seeds, "seeds": total,
-                "capped": wanted > total}  # fmt: skip
+        plan = {
+            "pilot": pilot,
+            "pooled_sd_points": None if math.isnan(sd) else round(100 * sd, 4),
+            "comparisons": k,
+            "margin_points": margin_points,
+            "seeds_needed": wanted,
+            "max_seeds": self.max_seeds,
+            "seeds": total,
+            "capped": wanted > total,
+        }
         (sweep_dir / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
         sd_text = "unknown" if math.isnan(sd) else f"{100 * sd:.3f}"
-        log.info("seeds=auto: paired differences vary by %s points (sd pooled over %d comparisons); %s seeds "
-                 "decide +/-%g points%s", sd_text, k, wanted if wanted <= V.MAX_SEEDS_PLANNED else "> 1000",
-                 margin_points, f"; capped at max_seeds={total}" if wanted > total else "")  # fmt: skip
+        log.info(
+            "seeds=auto: paired differences vary by %s points (sd pooled over %d comparisons); %s seeds "
+            "decide +/-%g points%s",
+            sd_text,
+            k,
+            wanted if wanted <= V.MAX_SEEDS_PLANNED else "> 1000",
+            margin_points,
+            f"; capped at max_seeds={total}" if wanted > total else "",
+        )
         if total > pilot:
             self._launch(cells, range(pilot, total), done)
         return plan
