@@ -500,7 +500,9 @@ def _loop(engine, specs, recorders, slot, data, val, progress: Progress) -> None
             elif specs[i].cfg.diagnostics:
                 rec.layers(epoch, diag.probe(engine.module(m), probe_x, probe_y))
         mean_acc = sum(test_acc[slot[i]] for i in alive) / max(len(alive), 1)
-        progress.update(trained, f"epoch {epoch}/{cfg.epochs}: {len(alive)} model(s), mean test acc "
+        # One model (per-run engine, a joblib/submitit job): name it, so interleaved jobs' lines read apart.
+        who = "{} seed {}: ".format(*recorders[alive[0]].ident.values()) if len(alive) == 1 else ""
+        progress.update(trained, f"{who}epoch {epoch}/{cfg.epochs}: {len(alive)} model(s), mean test acc "
                         f"{100 * mean_acc:.2f} %, {share * len(alive):.2f} s")  # fmt: skip
         if not alive:
             return
