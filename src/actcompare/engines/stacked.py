@@ -29,7 +29,6 @@ training is undone (``capture.warm_up``). The CPU path never touches any of this
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import inspect
 import logging
@@ -43,6 +42,7 @@ from torch import nn
 from ..model import NeuralNetwork, build_model
 from . import OptimizerFactory, Variant
 from .capture import CaptureUnsupported, can_restore, capture, describe, first_error, quiet_uncaptured, warm_up
+from .layout import first_layer_owners, stack_activations, stack_linears
 from .optim import LINEAR_IN_LR, StackedOptimizer, algorithm_of, leading_owner, per_model_lr, per_model_values
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,6 @@ GRAPH_DEVICES = ("cuda",)  # device types whose steps are captured (the tests ad
 WARMUP_STEPS = 3  # eager steps before capture (torch.cuda.graphs' recipe)
 
 
-def _stateful(module: nn.Module) -> bool:
-    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
-
-
 class StackedEngine:
     name = "stacked"
 
@@ -106,73 +102,17 @@ class StackedEngine:
             for v in range(self.V)
         ]
         S, V = self.S, self.V
-        lins = [net.linears() for net in self.nets]
-        self.layers = len(lins[0])
-        with torch.no_grad():
-            w0 = torch.stack([torch.cat([lins[s * V + v][0].weight.T for v in range(V)], 1) for s in range(S)])
-            b0 = torch.stack([torch.cat([lins[s * V + v][0].bias for v in range(V)]) for s in range(S)])
-            ws = [w0] + [torch.stack([lin[i].weight.T for lin in lins]) for i in range(1, self.layers)]
-            bs = [b0] + [torch.stack([lin[i].bias for lin in lins]) for i in range(1, self.layers)]
-        # weights[i]: (S, in, V*H0) for i = 0, else (M, in, out); biases[i]: (S|M, 1, out)
-        self.weights = [w.contiguous().to(device).requires_grad_() for w in ws]
-        self.biases = [b.unsqueeze(1).contiguous().to(device).requires_grad_() for b in bs]
+        self.weights, self.biases = stack_linears(self.nets, S, V, device)
+        self.layers = len(self.weights)
         for net in self.nets:
             net.to(device)
-        # acts[layer][v]: one shared module (stateless), or S modules (one per seed) with state.
-        self.acts: list[list[nn.Module | list[nn.Module]]] = []
-        act_params: list[torch.Tensor] = []
-        act_owners: list[torch.Tensor] = []  # the model of each activation parameter
-        for layer in range(self.layers - 1):
-            row: list[nn.Module | list[nn.Module]] = []
-            for v in range(V):
-                mods = [copy.deepcopy(self.nets[s * V + v].hidden_layers()[layer][1]) for s in range(S)]
-                if _stateful(mods[0]):
-                    row.append(mods)
-                    for s, mod in enumerate(mods):
-                        own = list(mod.parameters())
-                        act_params += own
-                        act_owners += [torch.tensor(s * V + v)] * len(own)
-                else:
-                    row.append(mods[0])
-            self.acts.append(row)
-        self._act_modules = [m for row in self.acts for a in row for m in (a if isinstance(a, list) else [a])]
+        self.acts, act_params, act_owners = stack_activations(self.nets, S, V)
+        self._act_modules = [m for row in self.acts for slot in row for m in slot.modules()]
         self.params = [*self.weights, *self.biases, *act_params]
         cls = _optimizer_class(optimizer)
-        has_capturable = "capturable" in inspect.signature(cls).parameters
         per_model = [dict(variants[v].optimizer) for _ in seeds for v in range(V)]
-        differ = {k for own in per_model for k in set(own) | set(per_model[0]) if own.get(k) != per_model[0].get(k)}
-        self.per_model_optimizer = bool(differ)
-        if differ:  # models with their own lr (betas, ...): one step that gives each model its values
-            shared = {k: q.default for k, q in inspect.signature(cls).parameters.items() if q.default is not q.empty}
-            shared.update(getattr(optimizer, "keywords", {}))
-            # owners: the model of each element. First layer and its bias: (S, ., V * H0), a seed's V models
-            # side by side in the columns; later layers (M, ., .); activation parameters: one model each.
-            h0 = self.weights[0].shape[-1] // V
-            cols = torch.arange(S).view(S, 1, 1) * V + torch.arange(V).repeat_interleave(h0).view(1, 1, -1)
-            owners = [cols, *[None] * (self.layers - 1), cols, *[None] * (self.layers - 1), *act_owners]
-            algorithm = algorithm_of(cls, shared)
-            if differ == {"lr"} and cls.__name__ in LINEAR_IN_LR:  # torch's own step at lr 1, then each model's lr
-                lrs = torch.tensor([float({**shared, **own}["lr"]) for own in per_model], dtype=self.params[0].dtype)
-                maps = [
-                    lrs[(leading_owner(p) if o is None else o).cpu()] for p, o in zip(self.params, owners, strict=True)
-                ]
-                options = {k: v for k, v in getattr(optimizer, "keywords", {}).items() if k != "lr"}
-                optimizer = functools.partial(per_model_lr(cls), lr_maps=maps, **options)
-            elif algorithm is not None and differ <= {"lr", "betas", "eps", "weight_decay", "momentum", "dampening"}:
-                optimizer = functools.partial(
-                    StackedOptimizer,
-                    models=self.size,
-                    algorithm=algorithm,
-                    owners=owners,
-                    nesterov=bool(shared.get("nesterov", False)),
-                    **per_model_values(algorithm, shared, per_model),
-                )
-                cls, has_capturable = StackedOptimizer, True
-            else:
-                raise ValueError(
-                    f"{cls.__name__} with these options cannot give each stacked model its own "
-                    f"{sorted(differ)}: train these runs in separate groups"
-                )
+        optimizer, cls, self.per_model_optimizer = self._per_model(optimizer, cls, per_model, act_owners)
+        has_capturable = "capturable" in inspect.signature(cls).parameters
         self.capturable = device.type == "cuda" and has_capturable  # capturable=True refuses CPU tensors
         self.graphed = graph and device.type in GRAPH_DEVICES and has_capturable and can_restore(cls)
         self.optimizer = optimizer(self.params, capturable=True) if self.capturable else optimizer(self.params)
@@ -199,15 +139,50 @@ class StackedEngine:
         elif self.graphed:
             self.graphed = False  # not one full batch: nothing to replay
 
+    def _per_model(self, optimizer: OptimizerFactory, cls: type, per_model: list[dict], act_owners: list):
+        """(factory, its class, whether models differ): where the variants carry their own optimizer
+        values, a step that gives each model its own (lr alone: torch's own step at lr 1, then each
+        model's lr; betas, eps, ...: StackedOptimizer); else the factory as it is."""
+        differ = {k for own in per_model for k in set(own) | set(per_model[0]) if own.get(k) != per_model[0].get(k)}
+        if not differ:
+            return optimizer, cls, False
+        shared = {k: q.default for k, q in inspect.signature(cls).parameters.items() if q.default is not q.empty}
+        shared.update(getattr(optimizer, "keywords", {}))
+        # owners: the model of each element. First layer and its bias: a seed's V models side by side in
+        # the columns; later layers (M, ., .): the leading index; activation parameters: one model each.
+        cols = first_layer_owners(self.S, self.V, self.weights[0].shape[-1] // self.V)
+        owners = [cols, *[None] * (self.layers - 1), cols, *[None] * (self.layers - 1), *act_owners]
+        algorithm = algorithm_of(cls, shared)
+        if differ == {"lr"} and cls.__name__ in LINEAR_IN_LR:
+            lrs = torch.tensor([float({**shared, **own}["lr"]) for own in per_model], dtype=self.params[0].dtype)
+            maps = [lrs[(leading_owner(p) if o is None else o).cpu()] for p, o in zip(self.params, owners, strict=True)]
+            options = {k: v for k, v in getattr(optimizer, "keywords", {}).items() if k != "lr"}
+            return functools.partial(per_model_lr(cls), lr_maps=maps, **options), cls, True
+        if algorithm is not None and differ <= {"lr", "betas", "eps", "weight_decay", "momentum", "dampening"}:
+            stacked = functools.partial(
+                StackedOptimizer,
+                models=self.size,
+                algorithm=algorithm,
+                owners=owners,
+                nesterov=bool(shared.get("nesterov", False)),
+                **per_model_values(algorithm, shared, per_model),
+            )
+            return stacked, StackedOptimizer, True
+        raise ValueError(
+            f"{cls.__name__} with these options cannot give each stacked model its own "
+            f"{sorted(differ)}: train these runs in separate groups"
+        )
+
     # ------------------------------------------------------------ forward
     def _activate(self, layer: int, h: torch.Tensor) -> torch.Tensor:
         """h: (S, V, b, H) pre-activations -> (M, b, H) activations."""
         outs = []
         # unbind, not h[:, v]: its backward is one stack, where V selects would each fill a
         # full-size zero gradient and add them up (measured: ~30 % of a CPU step).
-        for hv, act in zip(h.unbind(1), self.acts[layer], strict=True):  # hv: (S, b, H)
-            if isinstance(act, list):  # per model: its own parameters
-                outs.append(torch.stack([a(_own(hs)) for hs, a in zip(hv.unbind(0), act, strict=True)]))
+        for hv, slot in zip(h.unbind(1), self.acts[layer], strict=True):  # hv: (S, b, H)
+            act = slot.shared
+            if act is None:  # per model: its own parameters
+                outs.append(torch.stack([a(_own(hs)) for hs, a in zip(hv.unbind(0), slot.per_seed, strict=True)]))
             elif isinstance(act, ELEMENTWISE) and not getattr(act, "inplace", False):
                 outs.append(act(hv))  # on the strided view itself: no copy (stack below makes one)
             else:  # any other module, all seeds' rows at once as a (S * b, H) batch of samples
@@ -338,8 +313,8 @@ class StackedEngine:
             lins[i].bias.copy_(self.biases[i][m, 0])
         for layer, (_, act) in enumerate(net.hidden_layers()):
             trained = self.acts[layer][v]
-            if isinstance(trained, list):
-                act.load_state_dict(trained[s].state_dict())
+            if trained.shared is None:  # per-seed modules: their trained state
+                act.load_state_dict(trained.per_seed[s].state_dict())
         return net
 
 
