@@ -36,9 +36,15 @@ PROBE_SIZE = 512  # fixed test images used for diagnostics every epoch
 # Optimizers that update every element of a parameter on its own: stacked tensors then train
 # exactly like separate models. Any other optimizer runs its models one at a time.
 ELEMENTWISE_OPTIMIZERS = {
-    "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD", "torch.optim.RMSprop", "torch.optim.Adagrad",
-    "torch.optim.Adamax", "torch.optim.NAdam", "torch.optim.RAdam",
-}  # fmt: skip
+    "torch.optim.Adam",
+    "torch.optim.AdamW",
+    "torch.optim.SGD",
+    "torch.optim.RMSprop",
+    "torch.optim.Adagrad",
+    "torch.optim.Adamax",
+    "torch.optim.NAdam",
+    "torch.optim.RAdam",
+}
 # Keys whose values may differ inside one stacked group: each model gets its own. So may the optimizer
 # values that engines.optim.per_model_keys names for the group's optimizer (Adam, AdamW, SGD: lr, betas,
 # eps, weight_decay, momentum, dampening), stepped by one StackedOptimizer.
@@ -117,8 +123,9 @@ def plan(configs: Sequence[dict[str, Any]], max_models: int, alone: Sequence[int
 
 
 def _variant_key(config: dict[str, Any]) -> str:
-    return json.dumps([config["activation"], config["model"]["init"], _own_optimizer(config)], sort_keys=True,
-                      default=str)  # fmt: skip
+    return json.dumps(
+        [config["activation"], config["model"]["init"], _own_optimizer(config)], sort_keys=True, default=str
+    )
 
 
 def depends_on_rng(factory: Callable[[], torch.nn.Module], width: int) -> bool:
@@ -152,9 +159,12 @@ def random_in_training(specs: Sequence[RunSpec]) -> set[int]:
             width = hidden_sizes(spec.cfg.model)[0]
             found[key] = depends_on_rng(lambda spec=spec: instantiate(spec.cfg.activation.module), width)
             if found[key]:
-                log.info("activation %s depends on the random state in training (its output changes with it): "
-                         "its runs train one model at a time, so that each draws its random numbers exactly as "
-                         "it would alone", spec.cfg.activation.name)  # fmt: skip
+                log.info(
+                    "activation %s depends on the random state in training (its output changes with it): "
+                    "its runs train one model at a time, so that each draws its random numbers exactly as "
+                    "it would alone",
+                    spec.cfg.activation.name,
+                )
         if found[key]:
             out.add(i)
     return out
@@ -218,16 +228,21 @@ def shared_labels(specs: Sequence[Any], sweep: Path) -> list[str]:
         name = str(act.get("name"))
         text = json.dumps(runs.canonical({k: v for k, v in act.items() if k != "name"}), sort_keys=True)
         if name in seen and seen[name][0] != text:
-            found.append(f"activation name '{name}' is shared by two different activation configs: {seen[name][0]} "
-                         f"({seen[name][1]}) and {text} (job '{spec.label}'); give one of them another name "
-                         "(activation.name=...)")  # fmt: skip
+            found.append(
+                f"activation name '{name}' is shared by two different activation configs: {seen[name][0]} "
+                f"({seen[name][1]}) and {text} (job '{spec.label}'); give one of them another name "
+                "(activation.name=...)"
+            )
             break
         seen.setdefault(name, (text, f"job '{spec.label}'"))
     return found
 
 
 def run_group(
-    specs: Sequence[RunSpec], engine: str = "stacked", threads: int | None = None, max_models: int = 64,
+    specs: Sequence[RunSpec],
+    engine: str = "stacked",
+    threads: int | None = None,
+    max_models: int = 64,
     run_logs: bool = False,
 ) -> list[dict[str, Any]]:
     """Train every job in ``specs`` (stacked where they can share a program), one record each.
@@ -352,12 +367,23 @@ class RunLogs(logging.Handler):
 def _end_line(rec: RunRecorder) -> None:
     final = (rec.record.get("final") or {}).get("test_acc")
     acc = f", final test accuracy {100 * float(final):.2f} %" if final is not None else ""
-    log.info("%s seed %s: %s after %s epoch(s)%s; files in %s", *rec.ident.values(), rec.record["status"],
-             rec.record.get("epochs_completed", 0), acc, rec.out, extra=run_extra(rec))  # fmt: skip
+    log.info(
+        "%s seed %s: %s after %s epoch(s)%s; files in %s",
+        *rec.ident.values(),
+        rec.record["status"],
+        rec.record.get("epochs_completed", 0),
+        acc,
+        rec.out,
+        extra=run_extra(rec),
+    )
 
 
 def _train(
-    specs: Sequence[RunSpec], configs: Sequence[dict], kind: str, threads: int | None, progress: Progress,
+    specs: Sequence[RunSpec],
+    configs: Sequence[dict],
+    kind: str,
+    threads: int | None,
+    progress: Progress,
     run_logs: bool = False,
 ) -> list[dict[str, Any]]:
     """Train one group (all configs share group_key) with engine ``kind``; record every run.
@@ -372,10 +398,19 @@ def _train(
     data, val = load_data(cfg, device)
     group = {"size": len(specs)} if kind == "stacked" else None
     recorders = [
-        RunRecorder(spec.out_dir, config, overrides=spec.overrides, choices=spec.choices, engine=kind,
-                    device=str(device), threads=torch.get_num_threads(), group=group, run_log=run_logs)
+        RunRecorder(
+            spec.out_dir,
+            config,
+            overrides=spec.overrides,
+            choices=spec.choices,
+            engine=kind,
+            device=str(device),
+            threads=torch.get_num_threads(),
+            group=group,
+            run_log=run_logs,
+        )
         for spec, config in zip(specs, configs, strict=True)
-    ]  # fmt: skip
+    ]
     images = {"train": len(data.train), "val": len(val[1]) if val is not None else 0, "test": len(data.test)}
     for rec in recorders:  # what was really trained on: the report's setup block reads it
         rec.record["images"] = images
@@ -416,8 +451,13 @@ def _train(
 
 
 def _fit(
-    specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, device: torch.device, progress: Progress,
-    data: MNISTTensors, val: tuple[torch.Tensor, torch.Tensor] | None,
+    specs: Sequence[RunSpec],
+    recorders: list[RunRecorder],
+    kind: str,
+    device: torch.device,
+    progress: Progress,
+    data: MNISTTensors,
+    val: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> None:
     cfg = specs[0].cfg
     sizes = hidden_sizes(cfg.model)
@@ -425,10 +465,13 @@ def _fit(
     variant_of = [_variant_key(rec.config) for rec in recorders]
     keys = list(dict.fromkeys(variant_of))
     variants = [
-        Variant(instantiate(specs[variant_of.index(k)].cfg.activation.module, _partial_=True),
-                specs[variant_of.index(k)].cfg.model.init.value, _own_optimizer(recorders[variant_of.index(k)].config))
+        Variant(
+            instantiate(specs[variant_of.index(k)].cfg.activation.module, _partial_=True),
+            specs[variant_of.index(k)].cfg.model.init.value,
+            _own_optimizer(recorders[variant_of.index(k)].config),
+        )
         for k in keys
-    ]  # fmt: skip
+    ]
     # model index m = seed index * V + variant index (the engines' layout)
     slot = [seeds.index(int(s.cfg.seed)) * len(keys) + keys.index(v) for s, v in zip(specs, variant_of, strict=True)]
     if kind == "stacked":
@@ -453,8 +496,9 @@ def _fit(
         if kind == "stacked" and len(specs) > 1:
             # Which model's code raised is unknown: redo the group's unfinished runs one at a
             # time (same results), so only the run that raises fails.
-            log.warning("stacked group of %d failed (%s): training its unfinished runs one at a time",
-                        len(specs), reason)  # fmt: skip
+            log.warning(
+                "stacked group of %d failed (%s): training its unfinished runs one at a time", len(specs), reason
+            )
             for spec, rec in zip(specs, recorders, strict=True):
                 if rec.status == runs.RUNNING:
                     rec.restart(engine="single")
@@ -483,27 +527,41 @@ def _loop(engine, specs, recorders, slot, data, val, progress: Progress) -> None
         for i in list(alive):
             m, rec = slot[i], recorders[i]
             row = {
-                "epoch": epoch, "train_loss": train_loss[m], "train_acc": train_acc[m],
-                "test_loss": test_loss[m], "test_acc": test_acc[m],
-                "val_loss": val_loss[m] if val_loss else None, "val_acc": val_acc[m] if val_acc else None,
+                "epoch": epoch,
+                "train_loss": train_loss[m],
+                "train_acc": train_acc[m],
+                "test_loss": test_loss[m],
+                "test_acc": test_acc[m],
+                "val_loss": val_loss[m] if val_loss else None,
+                "val_acc": val_acc[m] if val_acc else None,
                 "epoch_seconds": round(share, 4),
-            }  # fmt: skip
+            }
             rec.epoch(row)
-            rec.note(f"epoch {epoch}/{cfg.epochs}: train loss {train_loss[m]:.4f}, test loss {test_loss[m]:.4f}, "
-                     f"test accuracy {100 * test_acc[m]:.2f} %")  # fmt: skip
+            rec.note(
+                f"epoch {epoch}/{cfg.epochs}: train loss {train_loss[m]:.4f}, test loss {test_loss[m]:.4f}, "
+                f"test accuracy {100 * test_acc[m]:.2f} %"
+            )
             why = runs.diverged(train_loss[m], test_loss[m])
             if why:
                 rec.end(runs.DIVERGED, diverged_epoch=epoch, diverged_reason=why)
-                log.warning("%s seed %s diverged in epoch %d (%s): stopped", *rec.ident.values(), epoch, why,
-                            extra=run_extra(rec))  # fmt: skip
+                log.warning(
+                    "%s seed %s diverged in epoch %d (%s): stopped",
+                    *rec.ident.values(),
+                    epoch,
+                    why,
+                    extra=run_extra(rec),
+                )
                 alive.remove(i)  # its columns keep training in a stacked group, but touch no other model
             elif specs[i].cfg.diagnostics:
                 rec.layers(epoch, diag.probe(engine.module(m), probe_x, probe_y))
         mean_acc = sum(test_acc[slot[i]] for i in alive) / max(len(alive), 1)
         # One model (per-run engine, a joblib/submitit job): name it, so interleaved jobs' lines read apart.
         who = "{} seed {}: ".format(*recorders[alive[0]].ident.values()) if len(alive) == 1 else ""
-        progress.update(trained, f"{who}epoch {epoch}/{cfg.epochs}: {len(alive)} model(s), mean test acc "
-                        f"{100 * mean_acc:.2f} %, {share * len(alive):.2f} s")  # fmt: skip
+        progress.update(
+            trained,
+            f"{who}epoch {epoch}/{cfg.epochs}: {len(alive)} model(s), mean test acc "
+            f"{100 * mean_acc:.2f} %, {share * len(alive):.2f} s",
+        )
         if not alive:
             return
     for i in alive:

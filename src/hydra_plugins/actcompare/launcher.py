@@ -78,8 +78,11 @@ def _save_job_config(cfg: DictConfig, folder: Path) -> None:
         return
     out = folder / str(cfg.hydra.output_subdir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, node in (("config.yaml", _task_config(cfg)), ("hydra.yaml", OmegaConf.masked_copy(cfg, "hydra")),
-                       ("overrides.yaml", cfg.hydra.overrides.task)):  # fmt: skip
+    for name, node in (
+        ("config.yaml", _task_config(cfg)),
+        ("hydra.yaml", OmegaConf.masked_copy(cfg, "hydra")),
+        ("overrides.yaml", cfg.hydra.overrides.task),
+    ):
         (out / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
 
 
@@ -112,8 +115,10 @@ class FusedLauncher(Launcher):
         if engine not in ("stacked", "single"):
             raise refuse(f"error: hydra.launcher.engine={engine!r} is not allowed: use stacked or single")
         if not isinstance(max_models, int) or isinstance(max_models, bool) or max_models < 1:
-            raise refuse(f"error: hydra.launcher.max_models={max_models} is not allowed: use a number >= 1 "
-                         "(the most models trained together in one program)")  # fmt: skip
+            raise refuse(
+                f"error: hydra.launcher.max_models={max_models} is not allowed: use a number >= 1 "
+                "(the most models trained together in one program)"
+            )
         self.engine, self.max_models = engine, int(max_models)
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
@@ -135,8 +140,13 @@ class FusedLauncher(Launcher):
 
     def _run_job(self, sweep_config: DictConfig, task_function: TaskFunction) -> JobReturn:
         assert self.hydra_context is not None
-        return run_job(hydra_context=self.hydra_context, task_function=task_function, config=sweep_config,
-                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        return run_job(
+            hydra_context=self.hydra_context,
+            task_function=task_function,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
@@ -199,9 +209,11 @@ def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[s
     if len(experiments) > 1:
         # Alone: the presets' jobs share one folder name (experiment is bookkeeping), so nothing else
         # said about them would help.
-        raise refuse("error: sweeping experiment= is not supported (each preset is a sweep of its own, with its "
-                     "own seeds and grid): run them one after another, e.g. for e in "
-                     f"{' '.join(sorted(experiments))}; do actcompare -m experiment=$e; done")  # fmt: skip
+        raise refuse(
+            "error: sweeping experiment= is not supported (each preset is a sweep of its own, with its "
+            "own seeds and grid): run them one after another, e.g. for e in "
+            f"{' '.join(sorted(experiments))}; do actcompare -m experiment=$e; done"
+        )
     sweep = Path(os.path.abspath(str(configs[0].hydra.sweep.dir))) if configs else Path()
     folders: dict[Path, tuple[str, str]] = {}
     ids: dict[str, tuple[Path, str]] = {}
@@ -210,19 +222,25 @@ def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[s
         folder = _job_folder(cfg)
         if folder == sweep or not folder.is_relative_to(sweep) or ".." in Path(str(cfg.hydra.sweep.subdir)).parts:
             bad = [o for o in filter_overrides(cfg.hydra.overrides.task) if ".." in o or "/" in o.partition("=")[2]]
-            where[f"the job '{label}' would be recorded in {folder}, outside the sweep folder {sweep}: a value that "
-                  f"names a folder may not hold '..' ({', '.join(bad) or cfg.hydra.sweep.subdir})"] = []  # fmt: skip
+            where[
+                f"the job '{label}' would be recorded in {folder}, outside the sweep folder {sweep}: a value that "
+                f"names a folder may not hold '..' ({', '.join(bad) or cfg.hydra.sweep.subdir})"
+            ] = []
             continue
         try:
             rid = runs.run_id(OmegaConf.to_container(_task_config(cfg), resolve=True))
         except Exception:  # a config that does not resolve: validate() says why
             rid = f"unresolved-{label}"
         if folder in folders and folders[folder][0] != rid:
-            where[f"jobs '{folders[folder][1]}' and '{label}' would share the folder {folder} but are "
-                  "different runs: sweep the differing key explicitly on the command line"] = []  # fmt: skip
+            where[
+                f"jobs '{folders[folder][1]}' and '{label}' would share the folder {folder} but are "
+                "different runs: sweep the differing key explicitly on the command line"
+            ] = []
         elif rid in ids and ids[rid][0] != folder:
-            where[f"jobs '{ids[rid][1]}' and '{label}' are the same run (their values are equal as numbers, "
-                  "e.g. 0 and 0.0): give each value once"] = []  # fmt: skip
+            where[
+                f"jobs '{ids[rid][1]}' and '{label}' are the same run (their values are equal as numbers, "
+                "e.g. 0 and 0.0): give each value once"
+            ] = []
         folders.setdefault(folder, (rid, label))
         ids.setdefault(rid, (folder, label))
         specs.append(_spec(cfg, folder))
@@ -236,10 +254,14 @@ def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[s
     if where:
         total = len(configs)
         lines = [
-            f"error: {p}" + ("" if not j or len(j) == total else f" (in job {j[0]}" + (
-                f" and {len(j) - 1} more)" if len(j) > 1 else ")"))
+            f"error: {p}"
+            + (
+                ""
+                if not j or len(j) == total
+                else f" (in job {j[0]}" + (f" and {len(j) - 1} more)" if len(j) > 1 else ")")
+            )
             for p, j in where.items()
-        ]  # fmt: skip
+        ]
         raise refuse("\n".join(_one_per_kind(lines)))
     return specs
 
