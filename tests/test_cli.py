@@ -107,24 +107,9 @@ def procs(start_run_py, extra_conf: str, tmp_path_factory: pytest.TempPathFactor
         where = f"hydra.sweep.dir={out}" if multirun else f"hydra.run.dir={out}"
         started[name] = (start_run_py(*args, where, queued=True), out)
 
-    start(
-        "sweep",
-        "-m",
-        "activation=relu,tanh",
-        "seed=0,1",
-        "epochs=2",
-        f"data.train_samples={TRAIN_SAMPLES}",
-        multirun=True,
-    )
-    start(
-        "sweep_again",
-        "-m",
-        "activation=relu,tanh",
-        "seed=0,1",
-        "epochs=2",
-        f"data.train_samples={TRAIN_SAMPLES}",
-        multirun=True,
-    )
+    sweep = ("-m", "activation=relu,tanh", "seed=0,1", "epochs=2", f"data.train_samples={TRAIN_SAMPLES}")
+    start("sweep", *sweep, multirun=True)
+    start("sweep_again", *sweep, multirun=True)  # the same command twice: identical metrics
     start("diverge_sweep", "-m", "activation=relu,amplify", "epochs=2", extra_conf, multirun=True)
     start("single", "epochs=1")
     start("crash_sweep", "-m", "activation=relu,crash", "epochs=1", extra_conf, multirun=True)

@@ -217,8 +217,8 @@ def shared_labels(specs: Sequence[Any], sweep: Path) -> list[str]:
     found = []
     for path in sorted(sweep.glob("**/run.json")) if sweep.is_dir() else []:
         try:
-            act = json.loads(path.read_text()).get("config", {}).get("activation")
-        except (OSError, ValueError, AttributeError):
+            act = runs.read_record(path)["config"].get("activation")
+        except runs.BadRecord:
             continue
         if isinstance(act, dict) and isinstance(act.get("name"), str):
             spec = json.dumps(runs.canonical({k: v for k, v in act.items() if k != "name"}), sort_keys=True)

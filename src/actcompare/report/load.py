@@ -47,9 +47,6 @@ def never_learned(record: Mapping[str, Any]) -> bool:
     return isinstance(acc, (int, float)) and math.isfinite(acc) and acc < NOT_LEARNING_ACC
 
 
-BadFile = R.BadRecord  # a file that cannot be trusted; the message is one line naming it
-
-
 @dataclass
 class Sweep:
     runs: pd.DataFrame  # one row per distinct run: run, path, status, outcome, group columns, finals
@@ -82,21 +79,18 @@ def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return dirs
 
 
-read_record = R.read_record
-
-
 def read_metrics(path: Path, finished: bool) -> tuple[pd.DataFrame, str | None]:
     """metrics.csv as numbers, and why it cannot be trusted for a finished run (or None).
 
     A file cut mid-line: for a finished run that is a disagreement (returned); for an unfinished
-    one the partial last line is dropped. Missing columns and non-numbers raise BadFile.
+    one the partial last line is dropped. Missing columns and non-numbers raise R.BadRecord.
     """
     if not path.exists():
         return pd.DataFrame(columns=REQUIRED_METRICS), ("metrics.csv is missing" if finished else None)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise BadFile(path, f"cannot be read ({err})") from None
+        raise R.BadRecord(path, f"cannot be read ({err})") from None
     cut = None
     if text and not text.endswith("\n"):
         cut = "metrics.csv ends mid-line (cut short)"
@@ -109,16 +103,16 @@ def read_metrics(path: Path, finished: bool) -> tuple[pd.DataFrame, str | None]:
     try:
         df = pd.read_csv(StringIO(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        raise BadFile(path, f"is not a readable CSV: {str(err).splitlines()[0]}") from None
+        raise R.BadRecord(path, f"is not a readable CSV: {str(err).splitlines()[0]}") from None
     missing = [c for c in REQUIRED_METRICS if c not in df.columns]
     if missing:
-        raise BadFile(path, f"has no column {', '.join(missing)} (columns: {', '.join(map(str, df.columns))})")
+        raise R.BadRecord(path, f"has no column {', '.join(missing)} (columns: {', '.join(map(str, df.columns))})")
     for col in [*REQUIRED_METRICS, *(c for c in OPTIONAL_METRICS if c in df.columns)]:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise BadFile(path, f"column {col} holds a non-number ({df[col].iloc[i]!r}) on line {i + 2}")
+            raise R.BadRecord(path, f"column {col} holds a non-number ({df[col].iloc[i]!r}) on line {i + 2}")
         df[col] = values
     return df, (cut if finished else None)
 
@@ -129,14 +123,14 @@ def read_diagnostics(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise BadFile(path, f"is not a readable CSV: {str(err).splitlines()[0]}") from None
+        raise R.BadRecord(path, f"is not a readable CSV: {str(err).splitlines()[0]}") from None
     for col in ("epoch", "layer", "grad_norm"):
         if col not in df.columns:
-            raise BadFile(path, f"has no column {col}")
+            raise R.BadRecord(path, f"has no column {col}")
     for col in (c for c in ("epoch", "layer", *R.LAYER_COLUMNS) if c in df.columns):
         values = pd.to_numeric(df[col], errors="coerce")
         if (values.isna() & df[col].notna()).any():
-            raise BadFile(path, f"column {col} holds a non-number")
+            raise R.BadRecord(path, f"column {col} holds a non-number")
         df[col] = values
     return df
 
@@ -383,7 +377,7 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
     name = run_namer(paths, run_dirs)
     problems: list[str] = []
 
-    def bad(err: BadFile) -> None:
+    def bad(err: R.BadRecord) -> None:
         if strict:
             raise UserError(str(err))
         problems.append(str(err))
@@ -420,15 +414,15 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
 
 
 def _records(
-    run_dirs: list[Path], name: Callable[[Path], str], bad: Callable[[BadFile], None]
+    run_dirs: list[Path], name: Callable[[Path], str], bad: Callable[[R.BadRecord], None]
 ) -> tuple[list[tuple[Path, dict]], list[tuple[str, str]]]:
     """run.json of every folder, one record per identity (the finished and latest wins), in
     folder order; and (dropped, kept) names of the duplicates."""
     by_id: dict[str, list[tuple[Path, dict]]] = {}
     for d in run_dirs:
         try:
-            record = read_record(d / "run.json")
-        except BadFile as err:
+            record = R.read_record(d / "run.json")
+        except R.BadRecord as err:
             bad(err)
             continue
         by_id.setdefault(identity_key(record["config"]), []).append((d, record))
@@ -442,19 +436,19 @@ def _records(
     return kept, duplicates
 
 
-def _outcome(d: Path, record: dict, bad: Callable[[BadFile], None]) -> _Run | None:
+def _outcome(d: Path, record: dict, bad: Callable[[R.BadRecord], None]) -> _Run | None:
     """A run's files and what the report makes of it (counted, excluded, diverged, not learning,
     or its recorded status); None when its metrics.csv is malformed (a malformed diagnostics.csv
     costs only its plot)."""
     status = record["status"]
     try:
         metrics, disagree = read_metrics(d / "metrics.csv", status in R.FINISHED)
-    except BadFile as err:
+    except R.BadRecord as err:
         bad(err)
         return None
     try:
         diag = read_diagnostics(d / "diagnostics.csv")
-    except BadFile as err:
+    except R.BadRecord as err:
         bad(err)
         diag = pd.DataFrame()
     outcome, note = status, record.get("error")
@@ -627,8 +621,8 @@ def failed_runs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for d in dict.fromkeys(d.resolve() for d in all_dirs):
         try:
-            record = read_record(d / "run.json")
-        except BadFile as err:
+            record = R.read_record(d / "run.json")
+        except R.BadRecord as err:
             out.append((name(d), str(err)))
             continue
         key = identity_key(record["config"])
