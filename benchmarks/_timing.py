@@ -59,10 +59,11 @@ class Recipe:
 
     def engine(self, kind: str, activations: Sequence[str], seeds: Sequence[int], x, y):
         """``make_engine`` as a sweep builds it: model m = (seed m // V, activation m % V)."""
-        from actcompare.engines import Variant, make_engine
+        from actcompare.engines import Recipe, Variant, make_engine
 
         variants = [Variant(self.activations[a], self.init) for a in activations]
-        return make_engine(kind, variants, list(seeds), self.hidden_sizes, self.optimizer, self.batch_size, x, y)
+        shared = Recipe(tuple(self.hidden_sizes), self.optimizer, self.batch_size)
+        return make_engine(kind, variants, list(seeds), shared, x, y)
 
 
 def recipe(overrides: Sequence[str] = (), activations: Sequence[str] = COMPARISON) -> Recipe:

@@ -45,6 +45,7 @@ if importlib.util.find_spec("actcompare") is None:  # a plain checkout (the devi
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from actcompare.engines import Recipe as EngineRecipe  # noqa: E402
 from actcompare.engines import Variant  # noqa: E402
 from actcompare.engines.capture import init_state, quiet_uncaptured, warm_up  # noqa: E402
 from actcompare.engines.single import SingleEngine  # noqa: E402
@@ -189,9 +190,9 @@ def reference_recipe() -> Recipe:
 
 
 def graphable_optimizers() -> list[str]:
-    """experiment.ELEMENTWISE_OPTIMIZERS that the engine may capture (those with a ``capturable`` option).
-    Read from the source: importing experiment.py imports Hydra, which the device machine may lack."""
-    tree = ast.parse((REPO / "src" / "actcompare" / "experiment.py").read_text())
+    """engines/plan.py's ELEMENTWISE_OPTIMIZERS that the engine may capture (those with a ``capturable`` option).
+    Read from the source: importing the package imports Hydra, which the device machine may lack."""
+    tree = ast.parse((REPO / "src" / "actcompare" / "engines" / "plan.py").read_text())
     names = next(
         ast.literal_eval(node.value)
         for node in tree.body
@@ -217,9 +218,7 @@ def stacked(
     return StackedEngine(
         variants,
         list(seeds),
-        recipe.hidden,
-        optimizer or recipe.optimizer,
-        recipe.batch_size,
+        EngineRecipe(tuple(recipe.hidden), optimizer or recipe.optimizer, recipe.batch_size),
         data.x,
         data.y,
         graph=graph,
@@ -323,7 +322,11 @@ def item_c(t: Table, data: Data, recipe: Recipe, device: torch.device, epochs: i
     act = recipe.activations.get("relu", nn.ReLU)
     one = stacked(data, recipe, ("relu",), (0,))
     single = SingleEngine(
-        Variant(act, "default"), 0, recipe.hidden, recipe.optimizer, recipe.batch_size, data.x, data.y
+        Variant(act, "default"),
+        0,
+        EngineRecipe(tuple(recipe.hidden), recipe.optimizer, recipe.batch_size),
+        data.x,
+        data.y,
     )
     dl, da = 0.0, 0.0
     for _ in range(epochs):
@@ -417,7 +420,9 @@ def item_h(t: Table, data: Data, recipe: Recipe, device: torch.device, quick: bo
     variants = [
         Variant(recipe.activations.get(a, ACTS[a]), "default", (("lr", lr),)) for a in TUTORIAL_ACTS for lr in lrs
     ]
-    engine = StackedEngine(variants, [0, 1], recipe.hidden, recipe.optimizer, recipe.batch_size, data.x, data.y)
+    engine = StackedEngine(
+        variants, [0, 1], EngineRecipe(tuple(recipe.hidden), recipe.optimizer, recipe.batch_size), data.x, data.y
+    )
     epochs, times = (1 if quick else 3), []
     for _ in range(epochs):
         sync(device)

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actcompare.engines import Variant, stacked
+from actcompare.engines import Recipe, Variant, stacked
 from actcompare.engines import capture as cap
-from actcompare.experiment import ELEMENTWISE_OPTIMIZERS
+from actcompare.engines.plan import ELEMENTWISE_OPTIMIZERS
 
 # Each elementwise optimizer of experiment.py with options that add state (amsgrad, momentum, centered).
 OPTIMIZERS = {
@@ -287,7 +287,7 @@ class RunningMean32(RunningMean):
 def engine(optimizer, graph: bool, n: int = 500, acts=(nn.ReLU, nn.PReLU, RunningMean32)):
     x, y = data(n)
     variants = [Variant(a, "default") for a in acts]
-    return stacked.StackedEngine(variants, [0, 1], [32, 32], optimizer, 64, x, y, graph=graph)
+    return stacked.StackedEngine(variants, [0, 1], Recipe((32, 32), optimizer, 64), x, y, graph=graph)
 
 
 @pytest.mark.parametrize("name", ["Adam-fused", "NAdam", "RMSprop-centered"])

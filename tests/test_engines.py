@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from actcompare import runs
+from actcompare.engines.plan import group_key, plan
 from actcompare.errors import ConfigError
-from actcompare.experiment import RunSpec, group_key, plan, run_group
+from actcompare.experiment import RunSpec, run_group
 
 from . import helpers
 from .conftest import read_json

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from actcompare.data import load_mnist
-from actcompare.engines import Variant, capture, stacked
+from actcompare.engines import Recipe, Variant, capture, stacked
 
 from .test_capture import OPTIMIZERS, RunningMean32, check_restore, optimizer_class
 
@@ -39,7 +39,7 @@ def cuda_data(tiny_mnist: str):
 def build(data, optimizer, graph: bool = True, acts=(nn.ReLU, nn.PReLU, RunningMean32), seeds=(0, 1)):
     variants = [Variant(a, "default") for a in acts]
     return stacked.StackedEngine(
-        variants, list(seeds), [32, 32], optimizer, BATCH, data.train.x, data.train.y, graph=graph
+        variants, list(seeds), Recipe((32, 32), optimizer, BATCH), data.train.x, data.train.y, graph=graph
     )
 
 
@@ -160,9 +160,7 @@ def test_per_model_hyperparameters_graphed_equal_eager(cuda_data, kind: str) -> 
         return stacked.StackedEngine(
             variants,
             [0, 1],
-            [32, 32],
-            functools.partial(torch.optim.Adam, fused=True),
-            BATCH,
+            Recipe((32, 32), functools.partial(torch.optim.Adam, fused=True), BATCH),
             cuda_data.train.x,
             cuda_data.train.y,
             graph=graph,

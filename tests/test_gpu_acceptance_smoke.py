@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actcompare.experiment import ELEMENTWISE_OPTIMIZERS
+from actcompare.engines.plan import ELEMENTWISE_OPTIMIZERS
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_acceptance.py"

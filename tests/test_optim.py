@@ -230,7 +230,7 @@ def test_stacked_engine_trains_each_model_with_its_own_hyperparameters(float64, 
 
     from torch import nn
 
-    from actcompare.engines import Variant
+    from actcompare.engines import Recipe, Variant
     from actcompare.engines.single import SingleEngine
     from actcompare.engines.stacked import StackedEngine
 
@@ -241,11 +241,15 @@ def test_stacked_engine_trains_each_model_with_its_own_hyperparameters(float64, 
     x[torch.arange(200), y * 70] += 2.0
     acts = [nn.ReLU, nn.ReLU, nn.PReLU]
     variants = [Variant(a, "default", tuple(o.items())) for a, o in zip(acts, own, strict=True)]
-    engine = StackedEngine(variants, [0, 1], [16, 16], functools.partial(cls, **shared), 64, x, y)
+    engine = StackedEngine(variants, [0, 1], Recipe((16, 16), functools.partial(cls, **shared), 64), x, y)
     assert engine.per_model_optimizer and isinstance(engine.optimizer, StackedOptimizer)
     singles = [
         SingleEngine(
-            Variant(acts[v], "default"), seed, [16, 16], functools.partial(cls, **{**shared, **own[v]}), 64, x, y
+            Variant(acts[v], "default"),
+            seed,
+            Recipe((16, 16), functools.partial(cls, **{**shared, **own[v]}), 64),
+            x,
+            y,
         )
         for seed in (0, 1)
         for v in range(3)
@@ -263,12 +267,12 @@ def test_stacked_engine_trains_each_model_with_its_own_hyperparameters(float64, 
 def test_one_set_of_values_keeps_torch_optim(float64) -> None:
     from torch import nn
 
-    from actcompare.engines import Variant
+    from actcompare.engines import Recipe, Variant
     from actcompare.engines.stacked import StackedEngine
 
     x, y = torch.rand(100, 784), torch.randint(0, 10, (100,))
     same = [Variant(nn.ReLU, "default", (("lr", 0.01),)), Variant(nn.Tanh, "default", (("lr", 0.01),))]
-    engine = StackedEngine(same, [0], [8, 8], lambda p, **kw: torch.optim.Adam(p, lr=0.01, **kw), 64, x, y)
+    engine = StackedEngine(same, [0], Recipe((8, 8), lambda p, **kw: torch.optim.Adam(p, lr=0.01, **kw), 64), x, y)
     assert not engine.per_model_optimizer and type(engine.optimizer) is torch.optim.Adam
 
 
@@ -338,7 +342,7 @@ def test_stacked_engine_with_an_lr_per_model(float64, name: str) -> None:
 
     from torch import nn
 
-    from actcompare.engines import Variant
+    from actcompare.engines import Recipe, Variant
     from actcompare.engines.single import SingleEngine
     from actcompare.engines.stacked import StackedEngine
 
@@ -349,11 +353,11 @@ def test_stacked_engine_with_an_lr_per_model(float64, name: str) -> None:
     x[torch.arange(200), y * 70] += 2.0
     acts, lrs = [nn.ReLU, nn.PReLU, nn.ReLU], [1e-3, 1e-2, 3e-2]
     variants = [Variant(a, "default", (("lr", lr),)) for a, lr in zip(acts, lrs, strict=True)]
-    engine = StackedEngine(variants, [0, 1], [16, 16], functools.partial(cls, lr=0.5, **options), 64, x, y)
+    engine = StackedEngine(variants, [0, 1], Recipe((16, 16), functools.partial(cls, lr=0.5, **options), 64), x, y)
     assert type(engine.optimizer).__name__ == f"PerModelLR{name}"
     singles = [
         SingleEngine(
-            Variant(acts[v], "default"), seed, [16, 16], functools.partial(cls, lr=lrs[v], **options), 64, x, y
+            Variant(acts[v], "default"), seed, Recipe((16, 16), functools.partial(cls, lr=lrs[v], **options), 64), x, y
         )
         for seed in (0, 1)
         for v in range(3)

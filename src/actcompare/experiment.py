@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import runs
 from .data import MNISTTensors, load_mnist
-from .engines import Variant, make_engine
-from .engines.optim import per_model_keys
+from .engines import Recipe, Variant, make_engine
+from .engines.plan import own_optimizer, plan, slots, variant_key
 from .errors import ConfigError, UserError
 from .recorder import RunRecorder, existing
 from .schema import hidden_sizes, resolve_device, validate
@@ -33,24 +33,6 @@ from .schema import hidden_sizes, resolve_device, validate
 log = logging.getLogger(__name__)
 
 PROBE_SIZE = 512  # fixed test images used for diagnostics every epoch
-# Optimizers that update every element of a parameter on its own: stacked tensors then train
-# exactly like separate models. Any other optimizer runs its models one at a time.
-ELEMENTWISE_OPTIMIZERS = {
-    "torch.optim.Adam",
-    "torch.optim.AdamW",
-    "torch.optim.SGD",
-    "torch.optim.RMSprop",
-    "torch.optim.Adagrad",
-    "torch.optim.Adamax",
-    "torch.optim.NAdam",
-    "torch.optim.RAdam",
-}
-# Keys whose values may differ inside one stacked group: each model gets its own. So may the optimizer
-# values that engines.optim.per_model_keys names for the group's optimizer (Adam, AdamW, SGD: lr, betas,
-# eps, weight_decay, momentum, dampening), stepped by one StackedOptimizer.
-PER_MODEL_KEYS = ("seed", "activation", "model.init")
-# Bookkeeping keys that still must agree inside one program: where it runs and which data it reads.
-SHARED_BOOKKEEPING = ("device", "threads", "data.root", "data.download")
 
 
 @dataclass
@@ -75,57 +57,6 @@ class RunSpec:
         config = OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)
         assert isinstance(config, dict)
         return {k: v for k, v in config.items() if k != "hydra"}
-
-
-def group_key(config: dict[str, Any]) -> str:
-    """Jobs with equal keys can train in one stacked group: everything but the per-model keys
-    and the per-run bookkeeping (diagnostics, save_model, tracker, ...) must agree."""
-    rest = dict(config)
-    per_model = [f"optimizer.{k}" for k in per_model_keys(config.get("optimizer") or {})]
-    for key in (*PER_MODEL_KEYS, *per_model, *(k for k in runs.BOOKKEEPING_KEYS if k not in SHARED_BOOKKEEPING)):
-        rest = runs.without(rest, key)
-    return json.dumps(rest, sort_keys=True, default=str)
-
-
-def fusable(config: dict[str, Any]) -> bool:
-    return str(config["optimizer"].get("_target_")) in ELEMENTWISE_OPTIMIZERS
-
-
-def plan(configs: Sequence[dict[str, Any]], max_models: int, alone: Sequence[int] = ()) -> list[list[int]]:
-    """Split job indices into stacked groups: same group_key, then whole rectangles of
-    variants x seeds (every variant with every seed), at most ``max_models`` models each. Jobs
-    in ``alone`` get a group of their own."""
-    if max_models < 1:
-        raise ConfigError(f"hydra.launcher.max_models={max_models} is not allowed: use a number >= 1")
-    by_key: dict[str, list[int]] = {}
-    for i, config in enumerate(configs):
-        by_key.setdefault(group_key(config) if fusable(config) and i not in alone else f"alone-{i}", []).append(i)
-    groups: list[list[int]] = []
-    for members in by_key.values():
-        # variant -> {seed: job}; variants with the same seed set form one rectangle
-        variants: dict[str, dict[int, int]] = {}
-        for i in members:
-            variants.setdefault(_variant_key(configs[i]), {})[configs[i]["seed"]] = i
-        rects: dict[tuple[int, ...], list[str]] = {}
-        for v, seeds in variants.items():
-            rects.setdefault(tuple(sorted(seeds)), []).append(v)
-        for seeds, vs in rects.items():
-            # split big rectangles: whole seeds (all variants) first, variants only when one seed is too many
-            per_seed = max(1, max_models // len(vs))
-            v_chunks = [vs[i : i + max_models] for i in range(0, len(vs), max_models)]
-            for chunk in v_chunks:
-                for s in range(0, len(seeds), per_seed):
-                    groups.append([variants[v][seed] for seed in seeds[s : s + per_seed] for v in chunk])
-    # duplicates (the same job twice) end up as one entry in `variants`: keep them as their own group
-    placed = {i for g in groups for i in g}
-    groups += [[i] for i in range(len(configs)) if i not in placed]
-    return groups
-
-
-def _variant_key(config: dict[str, Any]) -> str:
-    return json.dumps(
-        [config["activation"], config["model"]["init"], _own_optimizer(config)], sort_keys=True, default=str
-    )
 
 
 def depends_on_rng(factory: Callable[[], torch.nn.Module], width: int) -> bool:
@@ -168,12 +99,6 @@ def random_in_training(specs: Sequence[RunSpec]) -> set[int]:
         if found[key]:
             out.add(i)
     return out
-
-
-def _own_optimizer(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """This run's values of the optimizer keys that may differ inside a stacked group."""
-    opt = config.get("optimizer") or {}
-    return tuple((k, tuple(opt[k]) if isinstance(opt[k], list) else opt[k]) for k in per_model_keys(opt) if k in opt)
 
 
 def run_experiment(
@@ -462,18 +387,17 @@ def _fit(
     cfg = specs[0].cfg
     sizes = hidden_sizes(cfg.model)
     seeds = list(dict.fromkeys(int(s.cfg.seed) for s in specs))
-    variant_of = [_variant_key(rec.config) for rec in recorders]
+    variant_of = [variant_key(rec.config) for rec in recorders]
     keys = list(dict.fromkeys(variant_of))
     variants = [
         Variant(
             instantiate(specs[variant_of.index(k)].cfg.activation.module, _partial_=True),
             specs[variant_of.index(k)].cfg.model.init.value,
-            _own_optimizer(recorders[variant_of.index(k)].config),
+            own_optimizer(recorders[variant_of.index(k)].config),
         )
         for k in keys
     ]
-    # model index m = seed index * V + variant index (the engines' layout)
-    slot = [seeds.index(int(s.cfg.seed)) * len(keys) + keys.index(v) for s, v in zip(specs, variant_of, strict=True)]
+    slot = slots(seeds, keys, [(int(s.cfg.seed), v) for s, v in zip(specs, variant_of, strict=True)])
     if kind == "stacked":
         broken = {k: why for k, v in zip(keys, variants, strict=True) if (why := _preflight(v, sizes[0], device))}
         if broken:  # fail those runs now, train the rest together
@@ -487,7 +411,9 @@ def _fit(
             return
     optimizer = instantiate(cfg.optimizer)
     try:
-        engine = make_engine(kind, variants, seeds, sizes, optimizer, cfg.batch_size, data.train.x, data.train.y)
+        engine = make_engine(
+            kind, variants, seeds, Recipe(tuple(sizes), optimizer, cfg.batch_size), data.train.x, data.train.y
+        )
         _loop(engine, specs, recorders, slot, data, val, progress)
     except (KeyboardInterrupt, UserError):
         raise

@@ -28,6 +28,16 @@ OptimizerFactory = Callable[[Any], torch.optim.Optimizer]  # params -> optimizer
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """What every model of one engine shares: its shapes, its optimizer (class and shared values) and
+    its batch size. Anything here that differs between jobs puts them in different groups (plan.py)."""
+
+    hidden_sizes: tuple[int, ...]  # widths of the hidden layers, e.g. (128, 128)
+    optimizer: OptimizerFactory  # params -> optimizer, e.g. functools.partial(torch.optim.Adam, lr=1e-3)
+    batch_size: int  # images per step
+
+
+@dataclass(frozen=True)
 class Variant:
     """What distinguishes models of one stacked group besides their seed."""
 
@@ -59,9 +69,7 @@ def make_engine(
     kind: str,
     variants: Sequence[Variant],
     seeds: Sequence[int],
-    hidden_sizes: Sequence[int],
-    optimizer: OptimizerFactory,
-    batch_size: int,
+    recipe: Recipe,
     x: torch.Tensor,
     y: torch.Tensor,
 ) -> Engine:
@@ -71,9 +79,9 @@ def make_engine(
 
         if len(variants) * len(seeds) != 1:
             raise ValueError("the single engine trains one model: use engine 'stacked' for a group")
-        return SingleEngine(variants[0], seeds[0], hidden_sizes, optimizer, batch_size, x, y)
+        return SingleEngine(variants[0], seeds[0], recipe, x, y)
     if kind == "stacked":
         from .stacked import StackedEngine
 
-        return StackedEngine(variants, seeds, hidden_sizes, optimizer, batch_size, x, y)
+        return StackedEngine(variants, seeds, recipe, x, y)
     raise ValueError(f"unknown engine {kind!r}: use single or stacked")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from ..model import NeuralNetwork, build_model
 from ..train import test, train
-from . import OptimizerFactory, Variant
+from . import Recipe, Variant
 
 
 class SingleEngine:
@@ -19,16 +17,14 @@ class SingleEngine:
         self,
         variant: Variant,
         seed: int,
-        hidden_sizes: Sequence[int],
-        optimizer: OptimizerFactory,
-        batch_size: int,
+        recipe: Recipe,
         x: torch.Tensor,
         y: torch.Tensor,
     ) -> None:
-        self.model = build_model(variant.activation, hidden_sizes, variant.init, seed).to(x.device)
-        self.optimizer = optimizer(self.model.parameters())
+        self.model = build_model(variant.activation, recipe.hidden_sizes, variant.init, seed).to(x.device)
+        self.optimizer = recipe.optimizer(self.model.parameters())
         self.generator = torch.Generator().manual_seed(seed)  # the batch order, on the CPU
-        self.batch_size, self.x, self.y = batch_size, x, y
+        self.batch_size, self.x, self.y = recipe.batch_size, x, y
 
     def train_epoch(self) -> tuple[list[float], list[float]]:
         fit = train(self.model, self.x, self.y, self.optimizer, self.batch_size, self.generator)

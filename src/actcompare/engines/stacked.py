@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import NeuralNetwork, build_model
-from . import OptimizerFactory, Variant
+from . import OptimizerFactory, Recipe, Variant
 from .capture import CaptureUnsupported, can_restore, capture, describe, first_error, quiet_uncaptured, warm_up
 from .layout import first_layer_owners, stack_activations, stack_linears
 from .optim import LINEAR_IN_LR, StackedOptimizer, algorithm_of, leading_owner, per_model_lr, per_model_values
@@ -81,15 +81,14 @@ class StackedEngine:
         self,
         variants: Sequence[Variant],
         seeds: Sequence[int],
-        hidden_sizes: Sequence[int],
-        optimizer: OptimizerFactory,
-        batch_size: int,
+        recipe: Recipe,
         x: torch.Tensor,
         y: torch.Tensor,
         graph: bool = True,
     ) -> None:
         """graph=False: never capture (a reference for the graphed path; on CUDA the optimizer is
         still made ``capturable``, so both paths run the same kernels)."""
+        hidden_sizes, optimizer, batch_size = recipe.hidden_sizes, recipe.optimizer, recipe.batch_size
         device = x.device
         self.S, self.V = len(seeds), len(variants)
         self.size = self.S * self.V

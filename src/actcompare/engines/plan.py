@@ -1,0 +1,98 @@
+"""Which jobs may share one program (a stacked group), and how a group's models are laid out.
+
+A pure function of the jobs' resolved configs (dicts), tested without Hydra or a GPU: jobs that agree
+on everything but their seed, activation, model.init and the optimizer values ``optim.per_model_keys``
+names (lr, betas, eps, weight_decay, momentum, dampening) train together; anything that changes shapes,
+data, the batch order or the optimizer class splits the group (README: "How a sweep is grouped").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .. import runs
+from ..errors import ConfigError
+from .optim import per_model_keys
+
+# Optimizers that update every element of a parameter on its own: stacked tensors then train
+# exactly like separate models. Any other optimizer runs its models one at a time.
+ELEMENTWISE_OPTIMIZERS = {
+    "torch.optim.Adam",
+    "torch.optim.AdamW",
+    "torch.optim.SGD",
+    "torch.optim.RMSprop",
+    "torch.optim.Adagrad",
+    "torch.optim.Adamax",
+    "torch.optim.NAdam",
+    "torch.optim.RAdam",
+}
+# Keys whose values may differ inside one stacked group: each model gets its own. So may the optimizer
+# values that engines.optim.per_model_keys names for the group's optimizer (Adam, AdamW, SGD: lr, betas,
+# eps, weight_decay, momentum, dampening), stepped by one StackedOptimizer.
+MODEL_KEYS = ("seed", "activation", "model.init")
+# Bookkeeping keys that still must agree inside one program: where it runs and which data it reads.
+SHARED_BOOKKEEPING = ("device", "threads", "data.root", "data.download")
+
+
+def group_key(config: dict[str, Any]) -> str:
+    """Jobs with equal keys can train in one stacked group: everything but the per-model keys
+    and the per-run bookkeeping (diagnostics, save_model, tracker, ...) must agree."""
+    rest = dict(config)
+    per_model = [f"optimizer.{k}" for k in per_model_keys(config.get("optimizer") or {})]
+    for key in (*MODEL_KEYS, *per_model, *(k for k in runs.BOOKKEEPING_KEYS if k not in SHARED_BOOKKEEPING)):
+        rest = runs.without(rest, key)
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def fusable(config: dict[str, Any]) -> bool:
+    return str(config["optimizer"].get("_target_")) in ELEMENTWISE_OPTIMIZERS
+
+
+def plan(configs: Sequence[dict[str, Any]], max_models: int, alone: Sequence[int] = ()) -> list[list[int]]:
+    """Split job indices into stacked groups: same group_key, then whole rectangles of
+    variants x seeds (every variant with every seed), at most ``max_models`` models each. Jobs
+    in ``alone`` get a group of their own."""
+    if max_models < 1:
+        raise ConfigError(f"hydra.launcher.max_models={max_models} is not allowed: use a number >= 1")
+    by_key: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        by_key.setdefault(group_key(config) if fusable(config) and i not in alone else f"alone-{i}", []).append(i)
+    groups: list[list[int]] = []
+    for members in by_key.values():
+        # variant -> {seed: job}; variants with the same seed set form one rectangle
+        variants: dict[str, dict[int, int]] = {}
+        for i in members:
+            variants.setdefault(variant_key(configs[i]), {})[configs[i]["seed"]] = i
+        rects: dict[tuple[int, ...], list[str]] = {}
+        for v, seeds in variants.items():
+            rects.setdefault(tuple(sorted(seeds)), []).append(v)
+        for seeds, vs in rects.items():
+            # split big rectangles: whole seeds (all variants) first, variants only when one seed is too many
+            per_seed = max(1, max_models // len(vs))
+            v_chunks = [vs[i : i + max_models] for i in range(0, len(vs), max_models)]
+            for chunk in v_chunks:
+                for s in range(0, len(seeds), per_seed):
+                    groups.append([variants[v][seed] for seed in seeds[s : s + per_seed] for v in chunk])
+    # duplicates (the same job twice) end up as one entry in `variants`: keep them as their own group
+    placed = {i for g in groups for i in g}
+    groups += [[i] for i in range(len(configs)) if i not in placed]
+    return groups
+
+
+def variant_key(config: dict[str, Any]) -> str:
+    return json.dumps(
+        [config["activation"], config["model"]["init"], own_optimizer(config)], sort_keys=True, default=str
+    )
+
+
+def own_optimizer(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """This run's values of the optimizer keys that may differ inside a stacked group."""
+    opt = config.get("optimizer") or {}
+    return tuple((k, tuple(opt[k]) if isinstance(opt[k], list) else opt[k]) for k in per_model_keys(opt) if k in opt)
+
+
+def slots(seeds: Sequence[int], variants: Sequence[str], jobs: Sequence[tuple[int, str]]) -> list[int]:
+    """Model index of each job (seed, variant key) in the engines' layout: m = seed index * V + variant index."""
+    return [seeds.index(seed) * len(variants) + variants.index(v) for seed, v in jobs]
