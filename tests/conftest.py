@@ -48,6 +48,8 @@ EXTRA_ACTIVATIONS = {
     "slow": "name: slow\nmodule:\n  _target_: tests.helpers.SlowReLU\n  delay: 0.015\n",
     # x * 1e4: the logits explode, the run diverges (finite or not) in its first epoch.
     "amplify": "name: amplify\nmodule:\n  _target_: tests.helpers.Amplify\n",
+    # kills its own process on a 32-row training batch, once per $ACTCOMPARE_TEST_KILL_MARKER file
+    "killer": "name: killer\nmodule:\n  _target_: tests.helpers.Killer\n  rows: 32\n",
 }
 
 

@@ -3,6 +3,8 @@ on PYTHONPATH (conftest's run_py puts it there)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import torch
@@ -55,3 +57,23 @@ class FailsLater(nn.ReLU):
             if FailsLater.calls >= self.after:
                 raise RuntimeError("fails later")
         return super().forward(x)
+
+
+KILL_MARKER = "ACTCOMPARE_TEST_KILL_MARKER"  # env: the file whose absence arms Killer
+
+
+class Killer(nn.Module):
+    """ReLU that SIGKILLs its own process on a training batch of exactly ``rows`` rows, once: the first
+    time it does, it creates the file named by $ACTCOMPARE_TEST_KILL_MARKER; while that file exists
+    it is a plain ReLU (so a resumed sweep trains through). A task killed from outside, mid-epoch."""
+
+    def __init__(self, rows: int = 32) -> None:
+        super().__init__()
+        self.rows = int(rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        marker = os.environ.get(KILL_MARKER)
+        if self.training and x.shape[0] == self.rows and marker and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return torch.relu(x)

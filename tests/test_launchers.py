@@ -1,11 +1,13 @@
 """Every launcher gives the same files and numbers as Hydra's basic launcher (one model per job):
-the default fused launcher (stacked engine: all models in one program), joblib and submitit_local.
+the default fused launcher (stacked engine: all models in one program), the fused launcher handing
+its groups to two local processes (hydra.launcher.executor=local), joblib and submitit_local.
 
 This is the engines' equivalence test through run.py: 2 activations x 2 seeds x 2 epochs.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +17,11 @@ from .conftest import read_json
 
 pytestmark = pytest.mark.slow
 
-LAUNCHERS = ("fused", "basic", "joblib", "submitit_local")
+LAUNCHERS = ("fused", "fused_local", "basic", "joblib", "submitit_local")
+EXTRA = {
+    "fused": [],  # the default
+    "fused_local": ["hydra.launcher.executor=local", "hydra.launcher.processes=2"],  # a group per seed
+}
 ARGS = ("-m", "activation=relu,tanh", "seed=0,1", "epochs=2")
 OTHERS = [name for name in LAUNCHERS if name != "basic"]
 
@@ -26,7 +32,7 @@ def sweeps(start_run_py, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     tmp = tmp_path_factory.mktemp("launchers")
     procs = {}
     for launcher in LAUNCHERS:
-        extra = [] if launcher == "fused" else [f"hydra/launcher={launcher}"]  # fused: the default
+        extra = EXTRA.get(launcher, [f"hydra/launcher={launcher}"])
         procs[launcher] = (
             start_run_py(*ARGS, *extra, f"hydra.sweep.dir={tmp / launcher}", queued=True),
             tmp / launcher,
@@ -56,7 +62,7 @@ def test_sweep_succeeds(sweeps, launcher: str) -> None:
     runs = [read_json(f) for f in out.glob("*/run.json")]
     assert sorted((r["activation"], r["seed"]) for r in runs) == [("relu", 0), ("relu", 1), ("tanh", 0), ("tanh", 1)]
     assert {r["status"] for r in runs} == {"completed"}
-    assert {r["engine"] for r in runs} == {"stacked" if launcher == "fused" else "single"}
+    assert {r["engine"] for r in runs} == {"stacked" if launcher.startswith("fused") else "single"}
     assert (out / "report.md").is_file()
 
 
@@ -77,15 +83,22 @@ def test_same_metrics_as_basic(sweeps, launcher: str) -> None:
     pd.testing.assert_frame_equal(basic.reset_index(drop=True), other.reset_index(drop=True), rtol=1e-5)
 
 
-def test_joblib_splits_the_cores_between_jobs(sweeps) -> None:
-    _, out = sweeps["joblib"]
-    assert {read_json(f)["threads"] for f in out.glob("*/run.json")} == {1}  # n_jobs=-1: one job per core
+@pytest.mark.parametrize("launcher", ["joblib", "fused_local"])
+def test_parallel_workers_split_the_cores(sweeps, launcher: str) -> None:
+    _, out = sweeps[launcher]
+    cores = os.cpu_count() or 1
+    expected = 1 if launcher == "joblib" else max(1, cores // 2)  # joblib n_jobs=-1: one job per core
+    assert {read_json(f)["threads"] for f in out.glob("*/run.json")} == {expected}
+    if launcher == "fused_local":  # two groups (one per seed), two tasks
+        assert {read_json(f)["group"]["size"] for f in out.glob("*/run.json")} == {2}
 
 
-def test_stacked_engine_matches_the_per_run_engine(sweeps) -> None:
+@pytest.mark.parametrize("fused", ["fused", "fused_local"])
+def test_stacked_engine_matches_the_per_run_engine(sweeps, fused: str) -> None:
     """Same initial weights and batch order per seed: every metrics.csv value of the 4 runs agrees,
-    losses to float32 round-off (1e-4 relative), accuracies within 0.3 points."""
-    basic, fused = (metrics(sweeps[name][1]).reset_index(drop=True) for name in ("basic", "fused"))
+    losses to float32 round-off (1e-4 relative), accuracies within 0.3 points: in one group of 4 in
+    this process, or in two groups of 2 in two processes."""
+    basic, fused = (metrics(sweeps[name][1]).reset_index(drop=True) for name in ("basic", fused))
     assert len(basic) == len(fused) == 8
     pd.testing.assert_frame_equal(basic[["activation", "seed", "epoch"]], fused[["activation", "seed", "epoch"]])
     for col in ("train_loss", "test_loss"):

@@ -140,3 +140,15 @@ def test_seeds_needed_grows_with_noise_and_family():
     assert V.seeds_needed(math.nan, M, 3) > V.MAX_SEEDS_PLANNED
     assert V.plan_seeds(0.0001, M, 3, pilot=9, max_seeds=30) == 9
     assert V.plan_seeds(0.01, M, 3, pilot=9, max_seeds=30) == 30
+
+
+def test_seeds_needed_prints_no_solver_warning():
+    """A root finder that fails (a large effect: fewer than 2 pairs would do) is handled, not printed;
+    in a fresh interpreter, where statsmodels' import puts its own "always" warning filters first."""
+    import subprocess
+    import sys
+
+    code = "from actcompare.report.verdicts import seeds_needed; print(seeds_needed(0.01, 0.3, 1))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert int(res.stdout) == V.min_pairs(1)

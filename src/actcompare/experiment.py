@@ -27,7 +27,8 @@ from .data import MNISTTensors, load_mnist
 from .engines import Recipe, Variant, make_engine
 from .engines.plan import own_optimizer, plan, slots, variant_key
 from .errors import ConfigError, UserError
-from .recorder import RunRecorder, existing
+from .executors import Executor, TaskEnded
+from .recorder import RunRecorder, existing, written_here
 from .schema import hidden_sizes, resolve_device, validate
 
 log = logging.getLogger(__name__)
@@ -167,13 +168,16 @@ def run_group(
     specs: Sequence[RunSpec],
     engine: str = "stacked",
     threads: int | None = None,
-    max_models: int = 64,
+    max_models: int | None = None,
     run_logs: bool = False,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Train every job in ``specs`` (stacked where they can share a program), one record each.
 
-    ``run_logs``: each run also writes its own log lines to ``<run>/run.log`` (the fused launcher;
-    under Hydra's own launchers, Hydra's job logging writes that file)."""
+    ``max_models``: the most models in one group (None: no cap). ``executor``: where the groups
+    train (executors.Executor; None: one after another in this process). ``run_logs``: each run also
+    writes its own log lines to ``<run>/run.log`` (the fused launcher; under Hydra's own launchers,
+    Hydra's job logging writes that file)."""
     problems = [p for spec in specs for p in validate(spec.cfg)]
     if problems:
         raise ConfigError("; ".join(dict.fromkeys(problems)))
@@ -188,25 +192,163 @@ def run_group(
         results[i] = existing(spec.out_dir, config, bool(config.get("resume")))
         if results[i] is None:
             todo.append(i)
+    remote = executor is not None and executor.kind != "inprocess"
     if engine == "stacked":
         alone = random_in_training([specs[i] for i in todo])
-        groups = plan([configs[i] for i in todo], max_models, sorted(alone))
+        cap = min(max_models or len(todo) or 1, executor.cap(len(todo)) if remote else len(todo) or 1)
+        groups = plan([configs[i] for i in todo], cap, sorted(alone))
     else:
         alone, groups = set(), [[i] for i in range(len(todo))]
-    progress = Progress(sum(configs[i]["epochs"] for i in todo))
-    try:
-        for group in groups:
-            idx = [todo[g] for g in group]
-            kind = "stacked" if engine == "stacked" and not (len(group) == 1 and group[0] in alone) else "single"
-            records = _train([specs[i] for i in idx], [configs[i] for i in idx], kind, threads, progress, run_logs)
-            for i, record in zip(idx, records, strict=True):
-                results[i] = record
-    finally:
-        progress.close()
+    # (job indices, engine) per group; a job that must train alone runs the per-run engine
+    work = [
+        ([todo[g] for g in group], "single" if engine != "stacked" or group[0] in alone else "stacked")
+        for group in groups
+    ]
+    if remote:
+        assert executor is not None
+        _run_tasks(executor, specs, configs, work, threads, run_logs, results)
+    else:
+        progress = Progress(sum(configs[i]["epochs"] for i in todo))
+        try:
+            for idx, kind in work:
+                records = _train([specs[i] for i in idx], [configs[i] for i in idx], kind, threads, progress, run_logs)
+                for i, record in zip(idx, records, strict=True):
+                    results[i] = record
+        finally:
+            progress.close()
     for i, (spec, config) in enumerate(zip(specs, configs, strict=True)):
         if results[i] is None:
             results[i] = results[first[(spec.out_dir.resolve(), runs.run_id(config))]]
     return [r for r in results if r is not None]
+
+
+def train_task(
+    groups: Sequence[tuple[Sequence[RunSpec], str]], threads: int | None, run_logs: bool
+) -> list[list[dict]]:
+    """One executor task, in a process of its own: train its groups one after another, each recorded
+    into its jobs' folders exactly as in the sweep's process; returns each group's records."""
+    from .task import guard_worker
+
+    guard_worker()  # SIGTERM (scancel, preemption) records the runs as interrupted, like Ctrl-C
+    if not logging.getLogger().handlers:  # submitit's task: its log lines go to the task's stderr file
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    import socket
+
+    import submitit
+
+    env = submitit.JobEnvironment()
+    task = {"executor": env.cluster, "job_id": env.job_id, "host": socket.gethostname()}
+    progress = Progress(sum(int(spec.cfg.epochs) for specs, _ in groups for spec in specs))
+    try:
+        return [
+            _train(list(specs), [spec.config for spec in specs], kind, threads, progress, run_logs, task)
+            for specs, kind in groups
+        ]
+    finally:
+        progress.close()
+
+
+def _run_tasks(
+    executor: Executor,
+    specs: Sequence[RunSpec],
+    configs: Sequence[dict],
+    work: Sequence[tuple[list[int], str]],
+    threads: int | None,
+    run_logs: bool,
+    results: list[dict[str, Any] | None],
+) -> None:
+    """Hand the groups to ``executor``'s tasks and collect their records into ``results``. A task that
+    ended without returning (killed, out of memory, preempted, or raised) leaves only its own runs
+    unfinished: each is recorded as interrupted with the reason, and resume=true redoes only those."""
+    costs = [sum(configs[i]["epochs"] for i in idx) for idx, _ in work]
+    tasks = executor.deal(costs)
+    args = [
+        ([([specs[i] for i in work[g][0]], work[g][1]) for g in task], threads or executor.threads(), run_logs)
+        for task in tasks
+    ]
+    jobs = [i for idx, _ in work for i in idx]
+    progress = Progress(sum(costs))
+
+    def poll() -> None:  # the tasks' progress, from the rows of their runs' metrics.csv
+        done = sum(min(_rows(specs[i].out_dir / "metrics.csv"), configs[i]["epochs"]) for i in jobs)
+        if done > progress.done:
+            progress.update(done - progress.done, f"{len(tasks)} task(s) on {executor.kind}")
+
+    try:
+        outcomes = executor.run(train_task, args, poll)
+    finally:
+        progress.close()
+    stop = next((o.user_error for o in outcomes if isinstance(o, TaskEnded) and o.user_error), None)
+    for n, (task, outcome) in enumerate(zip(tasks, outcomes, strict=True), start=1):
+        if isinstance(outcome, BaseException):
+            reason = str(outcome)
+            if stop:  # a missing dataset, a bad config: the sweep stops with it below, as in one process
+                for g in task:
+                    for i in work[g][0]:
+                        results[i] = _unfinished(specs[i], configs[i], work[g][1], reason, start=False)
+                continue
+            log.error(
+                "task %d of %d ended without finishing (%s): its unfinished runs are recorded as interrupted; "
+                "resume=true redoes only those",
+                n,
+                len(tasks),
+                reason,
+            )
+            for g in task:
+                for i in work[g][0]:
+                    results[i] = _unfinished(specs[i], configs[i], work[g][1], reason)
+            continue
+        for g, records in zip(task, outcome, strict=True):
+            for i, record in zip(work[g][0], records, strict=True):
+                results[i] = record
+                written_here(specs[i].out_dir)
+    if stop:
+        raise UserError(stop)
+
+
+def _rows(path: Path) -> int:
+    """Epochs recorded in a metrics.csv so far (its lines but the header)."""
+    try:
+        with path.open("rb") as f:
+            return max(0, sum(1 for _ in f) - 1)
+    except OSError:
+        return 0
+
+
+def _unfinished(spec: RunSpec, config: dict, kind: str, reason: str, start: bool = True) -> dict[str, Any] | None:
+    """The record of a run whose task ended: as the task left it when it recorded an end (failed,
+    interrupted, or finished before the task died); a run it left running is recorded here as
+    interrupted, its finished epochs kept; one it never started, too (``start``: else no folder, None)."""
+    path = spec.out_dir / "run.json"
+    try:
+        record = runs.read_record(path)
+    except runs.BadRecord:
+        record = None
+    if record is not None and runs.identity(record["config"]) == runs.identity(config):
+        if record["status"] != runs.RUNNING:
+            written_here(spec.out_dir)
+            return record
+        record.update(status=runs.INTERRUPTED, error=f"its task ended: {reason}")
+        runs.write_record(path, record)
+        written_here(spec.out_dir)
+        return record
+    if not start:
+        return None
+    rec = RunRecorder(
+        spec.out_dir,
+        config,
+        overrides=spec.overrides,
+        choices=spec.choices,
+        engine=kind,
+        device=str(config.get("device")),
+        threads=0,
+    )
+    if spec.prepare is not None:
+        spec.prepare()
+    rec.start()
+    rec.end(runs.INTERRUPTED, error=f"its task ended before the run started: {reason}")
+    rec.finish()
+    return rec.record
 
 
 class Progress:
@@ -310,8 +452,10 @@ def _train(
     threads: int | None,
     progress: Progress,
     run_logs: bool = False,
+    task: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train one group (all configs share group_key) with engine ``kind``; record every run.
+    """Train one group (all configs share group_key) with engine ``kind``; record every run
+    (``task``: which executor task trained it, for run.json).
 
     The data is loaded before any run folder is written: a missing dataset leaves none behind."""
     from .task import interrupt_caught
@@ -339,6 +483,8 @@ def _train(
     images = {"train": len(data.train), "val": len(val[1]) if val is not None else 0, "test": len(data.test)}
     for rec in recorders:  # what was really trained on: the report's setup block reads it
         rec.record["images"] = images
+        if task:
+            rec.record["task"] = task
     handler = RunLogs(recorders) if run_logs else None
     if handler is not None:
         logging.getLogger("actcompare").addHandler(handler)

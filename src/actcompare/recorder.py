@@ -150,6 +150,12 @@ def difference(theirs: dict, ours: dict) -> str:
     return "a different config"
 
 
+def written_here(out_dir: str | os.PathLike) -> None:
+    """A run folder recorded for this sweep by another process (an executor's task): as if this
+    process had written it (a sweeper repeating that trial reuses it)."""
+    _WRITTEN.add(Path(out_dir).resolve())
+
+
 def existing(out_dir: Path, config: dict, resume: bool) -> dict | None:
     """What to do with a folder that may already hold a run: its record to reuse, or None to train.
 

@@ -53,6 +53,7 @@ def job_result(record: dict[str, Any], metric: str) -> float:
 
 
 SWEEP_PID = "ACTCOMPARE_SWEEP_PID"  # set by the sweep callback; inherited by launcher workers
+SWEEP_HOST = "ACTCOMPARE_SWEEP_HOST"  # ... with the machine it runs on: a pid means nothing elsewhere
 _ORPHANED = threading.Event()  # the sweep that started this worker has died
 
 
@@ -116,11 +117,16 @@ def _insist() -> None:
             _thread.interrupt_main()  # runs on_interrupt in the main thread
 
 
-def _guard_worker() -> None:
-    """In a launcher's worker process (joblib/loky, submitit): SIGTERM records the run as
-    interrupted like Ctrl-C does, and the run stops when the sweep's process is gone (kill -9 of
-    the sweep must not leave workers training and writing for minutes)."""
+def guard_worker() -> None:
+    """In a launcher's worker process (joblib/loky, submitit, an executor's task): SIGTERM records the
+    run as interrupted like Ctrl-C does, and, on the sweep's own machine, the run stops when the
+    sweep's process is gone (kill -9 of the sweep must not leave workers training and writing for
+    minutes). A Slurm task on another node has no such process to watch: it trains on."""
+    import socket
+
     sweep_pid = int(os.environ.get(SWEEP_PID, "0") or 0)
+    if os.environ.get(SWEEP_HOST, socket.gethostname()) != socket.gethostname():
+        sweep_pid = 0
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not on_interrupt:  # a worker; the command's own handler stays
@@ -176,7 +182,7 @@ def _check_job(cfg: DictConfig, hc: Any) -> None:
 def hydra_task(cfg: DictConfig) -> float:
     """Run one experiment in Hydra's output folder with the per-run engine; return its objective."""
     hc = HydraConfig.get()
-    _guard_worker()
+    guard_worker()
     try:
         # Imported here: a sweep's parent process under joblib/submitit never trains, so it never
         # pays for torchvision's imports.

@@ -180,6 +180,9 @@ def seeds_needed(sd: float, margin: float, k: int, alpha: float = ALPHA, power: 
     one-sided half at 1 - (1 - power) / 2, the usual approximation); never below ``min_pairs``.
     MAX_SEEDS_PLANNED + 1 when more than MAX_SEEDS_PLANNED would be needed or sd is unknown/0 margin.
     """
+    # Imported before the filter below: on import it puts "always" filters for its warnings first in
+    # the list, which would override an "ignore" set before (a root-finder warning got printed).
+    import statsmodels.tools.sm_exceptions  # noqa: F401
     from statsmodels.stats.power import TTestPower
 
     floor = min_pairs(k, alpha)

@@ -143,8 +143,10 @@ class SweepCallback(Callback):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.lock = SweepLock(self.sweep_dir)
         self.lock.acquire()
-        # Launcher workers (joblib, submitit_local) inherit this and stop when this process dies.
+        # Launcher workers on this machine (joblib, submitit_local, executor=local) inherit these and
+        # stop when this process dies; a Slurm task on another node carries on (task.guard_worker).
         os.environ["ACTCOMPARE_SWEEP_PID"] = str(os.getpid())
+        os.environ["ACTCOMPARE_SWEEP_HOST"] = socket.gethostname()
         atexit.register(self._at_exit)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

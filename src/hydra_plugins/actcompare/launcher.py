@@ -28,7 +28,8 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,15 +43,38 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 log = logging.getLogger(__name__)
 
 
+def _slurm_defaults() -> dict[str, Any]:
+    """submitit.SlurmExecutor's parameters for executor=slurm: one GPU per group; null = Slurm's default."""
+    return {
+        "partition": None,
+        "account": None,
+        "qos": None,
+        "constraint": None,
+        "time": 60,  # minutes per task (one group)
+        "gpus_per_task": 1,
+        "cpus_per_task": 4,
+        "mem": None,  # e.g. 16GB
+        "array_parallelism": 64,  # tasks running at once
+        "setup": [],  # shell lines before the task, e.g. ["source ~/venv/bin/activate"]
+        "additional_parameters": {},  # any other sbatch option, e.g. {"exclude": "node1"}
+    }
+
+
 @dataclass
 class FusedLauncherConf:
     _target_: str = "hydra_plugins.actcompare.launcher.FusedLauncher"
-    # stacked: jobs that can share a program train together; single: one model at a time, in this process
+    # stacked: jobs that can share a program train together; single: one model at a time
     engine: str = "stacked"
-    # Most models in one stacked group; larger groups are split into whole seeds (all variants of a
-    # seed together). 64 tutorial MLPs take ~0.3 GB for weights and Adam state (~1 GB with batch 64
-    # activations); raise it on a GPU with memory to spare.
-    max_models: int = 64
+    # Most models in one stacked group (larger groups are split into whole seeds: all variants of a
+    # seed together); null: as many as the device's free memory holds (engines.plan.memory_cap).
+    max_models: Optional[int] = None
+    # Where the groups train: inprocess (this process), local (N processes on this machine, the
+    # cores split between them), slurm (one array task per group, through submitit)
+    executor: str = "inprocess"
+    processes: Optional[int] = None  # executor=local: processes at once (null: one per core)
+    timeout_min: int = 7 * 24 * 60  # executor=local: a task still running after this long is stopped
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit"  # each task's pickles, stdout and stderr (<job id>_*)
+    slurm: dict[str, Any] = field(default_factory=_slurm_defaults)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="actcompare")
@@ -96,7 +120,7 @@ def _spec(cfg: DictConfig, folder: Path) -> Any:
         out_dir=folder,
         overrides=[str(o) for o in cfg.hydra.overrides.task],
         choices={str(k): str(v) for k, v in choices.items() if not str(k).startswith("hydra/") and v is not None},
-        prepare=lambda: _save_job_config(cfg, folder),
+        prepare=partial(_save_job_config, cfg, folder),  # picklable: an executor's task calls it
     )
 
 
@@ -110,16 +134,41 @@ def refuse(message: str) -> SystemExit:
 
 
 class FusedLauncher(Launcher):
-    def __init__(self, engine: str = "stacked", max_models: int = 64) -> None:
+    def __init__(
+        self,
+        engine: str = "stacked",
+        max_models: Optional[int] = None,
+        executor: str = "inprocess",
+        processes: Optional[int] = None,
+        timeout_min: int = 7 * 24 * 60,
+        submitit_folder: str = ".submitit",
+        slurm: Optional[dict[str, Any]] = None,
+    ) -> None:
         super().__init__()
+        from actcompare.errors import ConfigError
+        from actcompare.executors import Executor
+
         if engine not in ("stacked", "single"):
             raise refuse(f"error: hydra.launcher.engine={engine!r} is not allowed: use stacked or single")
-        if not isinstance(max_models, int) or isinstance(max_models, bool) or max_models < 1:
+        if max_models is not None and (
+            not isinstance(max_models, int) or isinstance(max_models, bool) or max_models < 1
+        ):
             raise refuse(
                 f"error: hydra.launcher.max_models={max_models} is not allowed: use a number >= 1 "
-                "(the most models trained together in one program)"
+                "(the most models trained together in one program) or null (as many as fit in memory)"
             )
-        self.engine, self.max_models = engine, int(max_models)
+        slurm_params = {
+            k: v
+            for k, v in (
+                OmegaConf.to_container(slurm, resolve=True) if isinstance(slurm, DictConfig) else slurm or {}
+            ).items()
+            if v not in (None, [], {})
+        }
+        try:
+            self.executor = Executor(executor, processes, str(submitit_folder), int(timeout_min), slurm_params)
+        except ConfigError as err:
+            raise refuse(f"error: {err}") from None
+        self.engine, self.max_models = engine, max_models
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -168,9 +217,12 @@ class FusedLauncher(Launcher):
         from actcompare.experiment import run_group
         from actcompare.task import job_result
 
-        log.info("Launching %d jobs in this process (engine: %s)", len(specs), self.engine)
+        where = "in this process" if self.executor.kind == "inprocess" else f"on executor {self.executor.kind}"
+        log.info("Launching %d jobs %s (engine: %s)", len(specs), where, self.engine)
         try:
-            records = run_group(specs, engine=self.engine, max_models=self.max_models, run_logs=True)
+            records = run_group(
+                specs, engine=self.engine, max_models=self.max_models, run_logs=True, executor=self.executor
+            )
         except UserError as err:
             raise SystemExit(f"error: {err}") from None
         finally:

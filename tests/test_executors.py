@@ -1,0 +1,119 @@
+"""hydra.launcher.executor: where the planned groups train.
+
+Fast: how groups are dealt out to tasks, the cores split between local processes, and the Slurm array
+submitit would submit (its sbatch script, rendered without a cluster). Slow, through run.py with real
+processes (submitit's local executor): a task killed mid-epoch leaves only its own group unfinished,
+recorded as interrupted, while the other task's runs complete; resume=true redoes only the killed
+group. That the local executor's numbers equal the in-process ones is tests/test_launchers.py's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import submitit
+
+from actcompare.errors import ConfigError
+from actcompare.executors import Executor
+
+from .conftest import read_json
+from .helpers import KILL_MARKER
+
+
+def test_groups_go_to_the_least_loaded_task() -> None:
+    local = Executor("local", processes=2)
+    assert local.deal([4, 3, 2, 1]) == [[0, 3], [1, 2]]  # 5 and 5 model-epochs
+    assert local.deal([5]) == [[0]]  # never an empty task
+    assert local.cap(5) == 3  # groups of at most 3 models: every process gets work
+    assert local.threads() == max(1, (os.cpu_count() or 1) // 2)
+    assert Executor().deal([1, 2, 3]) == [[0, 1, 2]] and Executor().threads() is None
+    assert Executor("slurm", slurm={"cpus_per_task": 4}).deal([1, 2]) == [[0], [1]]  # a task per group
+    assert Executor("slurm", slurm={"cpus_per_task": 4}).threads() == 4
+    with pytest.raises(ConfigError, match="executor='cluster' is not allowed"):
+        Executor("cluster")
+    with pytest.raises(ConfigError, match="processes=0"):
+        Executor("local", processes=0)
+
+
+def test_slurm_groups_are_one_array_with_the_configured_resources(tmp_path: Path, monkeypatch) -> None:
+    """submitit's sbatch script for 3 groups, as it would reach sbatch (captured instead of submitted)."""
+    script = tmp_path / "sbatch.sh"
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
+    monkeypatch.setattr(
+        submitit.SlurmExecutor,
+        "_make_submission_command",
+        lambda self, path: ["sh", "-c", f'cp "$0" {script}; echo Submitted batch job 42', str(path)],
+    )
+    params = {"partition": "gpu", "time": 30, "gpus_per_task": 1, "cpus_per_task": 4, "array_parallelism": 2}
+    ex = Executor("slurm", folder=str(tmp_path / "submitit"), slurm=params)
+    jobs = ex._submit(submitit, print, [("a",), ("b",), ("c",)])
+    assert [j.job_id for j in jobs] == ["42_0", "42_1", "42_2"]
+    text = script.read_text()
+    for line in ("--array=0-2%2", "--partition=gpu", "--gpus-per-task=1", "--cpus-per-task=4", "--time=30"):
+        assert f"#SBATCH {line}" in text, text
+    with pytest.raises(ConfigError, match=r"hydra\.launcher\.slurm: Unavailable parameter"):
+        Executor("slurm", folder=str(tmp_path), slurm={"gpus": 1})._submit(submitit, print, [()])
+
+
+def test_slurm_without_a_cluster_says_so(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 0))
+    with pytest.raises(ConfigError, match="needs a Slurm cluster"):
+        Executor("slurm", folder=str(tmp_path))._submit(submitit, print, [()])
+
+
+@pytest.mark.slow
+def test_a_killed_task_leaves_only_its_group_and_resume_redoes_only_that(
+    start_run_py, extra_conf: str, tmp_path: Path, monkeypatch
+) -> None:
+    """relu and killer x batch 32 and 64: two groups (batch size splits them), two local processes.
+    killer SIGKILLs its task on its first 32-row batch: that task's two runs stay unfinished."""
+    sweep = tmp_path / "sweep"
+    monkeypatch.setenv(KILL_MARKER, str(tmp_path / "killed-once"))
+    args = (
+        "-m",
+        "activation=relu,killer",
+        "batch_size=32,64",
+        "epochs=2",
+        "hydra.launcher.executor=local",
+        "hydra.launcher.processes=2",
+        extra_conf,
+        f"hydra.sweep.dir={sweep}",
+    )
+    res = start_run_py(*args).wait()
+    assert (tmp_path / "killed-once").exists(), res.stderr[-3000:]
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert "task 1 of 2 ended without finishing" in out and "ended without a result" in out, out[-3000:]
+    assert "resume=true" in res.stderr, res.stderr[-3000:]
+
+    def records() -> dict[tuple[str, int], tuple[str, dict]]:
+        """(activation, batch size) -> (run folder name, run.json)"""
+        return {
+            (r["activation"], r["config"]["batch_size"]): (p.parent.name, r)
+            for p in sweep.glob("*/run.json")
+            for r in [read_json(p)]
+        }
+
+    first = records()
+    assert {k: r["status"] for k, (_, r) in first.items()} == {
+        ("relu", 32): "interrupted",
+        ("killer", 32): "interrupted",
+        ("relu", 64): "completed",
+        ("killer", 64): "completed",
+    }
+    assert all("its task ended" in first[(a, 32)][1]["error"] for a in ("relu", "killer"))
+    kept = {
+        name: (r["started"], (sweep / name / "metrics.csv").read_bytes())
+        for (_, b), (name, r) in first.items()
+        if b == 64
+    }
+
+    again = start_run_py(*args, "resume=true").wait()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {r["status"] for _, r in records().values()} == {"completed"}
+    for name, (started, metrics) in kept.items():  # the finished group was not trained again
+        assert read_json(sweep / name / "run.json")["started"] == started
+        assert (sweep / name / "metrics.csv").read_bytes() == metrics
+    assert (sweep / "report.md").is_file()
