@@ -63,8 +63,9 @@ def interrupt_after_first_epoch(jobs: list[tuple[Proc, Path, str, int]], timeout
 @pytest.fixture(scope="module")
 def interrupted(start_run_py, extra_conf: str, tmp_path_factory):
     """Stopped in their second epoch: a sweep (relu, slow) on the default fused launcher (both
-    models in one program) and the same sweep on the basic launcher (relu first, then slow) by
-    SIGINT, and a single slow run by SIGTERM."""
+    models in one program), the same sweep on the basic launcher (relu first, then slow) and with
+    its two models in two local processes (hydra.launcher.executor=local) by SIGINT, and a single
+    slow run by SIGTERM."""
     tmp = tmp_path_factory.mktemp("interrupt")
     args = {
         "sweep": [
@@ -82,22 +83,34 @@ def interrupted(start_run_py, extra_conf: str, tmp_path_factory):
             "hydra/launcher=basic",
             f"hydra.sweep.dir={tmp / 'basic'}",
         ],
+        "local": [
+            "-m",
+            "activation=relu,slow",
+            f"epochs={SWEEP_EPOCHS}",
+            extra_conf,
+            "hydra.launcher.executor=local",
+            "hydra.launcher.processes=2",
+            f"hydra.sweep.dir={tmp / 'local'}",
+        ],
     }
-    sweep, basic = start_run_py(*args["sweep"]), start_run_py(*args["basic"])
+    sweep, basic, local = (start_run_py(*args[k]) for k in ("sweep", "basic", "local"))
     single = start_run_py("activation=slow", "epochs=100", extra_conf, f"hydra.run.dir={tmp / 'single'}")
     interrupt_after_first_epoch(
         [
             (sweep, tmp / "sweep", "activation=slow*/metrics.csv", signal.SIGINT),
             (basic, tmp / "basic", "activation=slow*/metrics.csv", signal.SIGINT),
+            (local, tmp / "local", "activation=slow*/metrics.csv", signal.SIGINT),
             (single, tmp / "single", "metrics.csv", signal.SIGTERM),
         ]
     )
     return {
         "sweep": (sweep.wait(timeout=60), tmp / "sweep"),
         "basic": (basic.wait(timeout=60), tmp / "basic"),
+        "local": (local.wait(timeout=60), tmp / "local"),
         "single": (single.wait(timeout=60), tmp / "single"),
         "sweep_args": args["sweep"],
         "basic_args": args["basic"],
+        "local_args": args["local"],
     }
 
 
@@ -105,7 +118,7 @@ def runs_by_activation(sweep: Path) -> dict[str, Path]:
     return {read_json(f)["activation"]: f.parent for f in sweep.glob("*/run.json")}
 
 
-@pytest.mark.parametrize("which", ["sweep", "basic", "single"])
+@pytest.mark.parametrize("which", ["sweep", "basic", "local", "single"])
 def test_interrupt_exits_nonzero_without_traceback(interrupted, which: str) -> None:
     res, _ = interrupted[which]
     assert res.returncode != 0
@@ -113,7 +126,7 @@ def test_interrupt_exits_nonzero_without_traceback(interrupted, which: str) -> N
     assert "interrupted" in res.stderr
 
 
-@pytest.mark.parametrize("which", ["sweep", "basic", "single"])
+@pytest.mark.parametrize("which", ["sweep", "basic", "local", "single"])
 def test_interrupted_run_keeps_its_epochs(interrupted, which: str) -> None:
     _, folder = interrupted[which]
     run_dir = folder if which == "single" else runs_by_activation(folder)["slow"]
@@ -149,14 +162,17 @@ def resumed(interrupted, start_run_py):
     before = {"run.json": (relu / "run.json").read_text(), "metrics.csv": (relu / "metrics.csv").read_text()}
     res = start_run_py(*interrupted["basic_args"], "resume=true").wait()
     fused = start_run_py(*interrupted["sweep_args"], "resume=true").wait()
-    return res, sweep, before, fused, interrupted["sweep"][1]
+    local = start_run_py(*interrupted["local_args"], "resume=true").wait()
+    return res, sweep, before, fused, interrupted["sweep"][1], local, interrupted["local"][1]
 
 
-@pytest.mark.parametrize("which", ["basic", "fused"])
+@pytest.mark.parametrize("which", ["basic", "fused", "local"])
 def test_resume_finishes_the_sweep(resumed, which: str) -> None:
-    res, sweep, _, fused, fused_sweep = resumed
+    res, sweep, _, fused, fused_sweep, local, local_sweep = resumed
     if which == "fused":
         res, sweep = fused, fused_sweep
+    if which == "local":
+        res, sweep = local, local_sweep
     assert res.returncode == 0, res.stderr[-3000:]
     runs = runs_by_activation(sweep)
     assert set(runs) == {"relu", "slow"}, "resume must reuse the same job folders"
@@ -170,7 +186,7 @@ def test_resume_finishes_the_sweep(resumed, which: str) -> None:
 
 
 def test_resume_skips_completed_runs(resumed) -> None:
-    _, sweep, before, _, _ = resumed
+    _, sweep, before, *_ = resumed
     relu = runs_by_activation(sweep)["relu"]
     after = read_json(relu / "run.json")
     assert after["started"] == json.loads(before["run.json"])["started"]

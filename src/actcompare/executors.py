@@ -15,11 +15,14 @@ a dead task's runs are recorded is ``experiment``'s job.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import math
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -109,7 +112,7 @@ class Executor:
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             for job in jobs:
-                job.cancel(check=False)
+                self._cancel(job)
             deadline = time.monotonic() + 30
             while self.kind == "local" and not all(j.done() for j in jobs) and time.monotonic() < deadline:
                 time.sleep(0.2)  # the tasks record their runs as interrupted, then end
@@ -161,8 +164,33 @@ class Executor:
             # submitit hides every GPU from a local job unless told which it may see
             where = {"gpus_per_node": 1, "visible_gpus": [gpus[k % len(gpus)]]} if gpus else {}
             executor.update_parameters(timeout_min=self.timeout_min, **where)
-            jobs.append(executor.submit(fn, *a))
+            with _sigint_ignored():
+                jobs.append(executor.submit(fn, *a))
         return jobs
+
+    def _cancel(self, job: Any) -> None:
+        """Stop a job: its tasks record their runs as interrupted (SIGTERM, see task.guard_worker)."""
+        if self.kind != "local":
+            job.cancel(check=False)  # scancel
+            return
+        # A local job's id is its controller's pid; the controller forwards SIGTERM to its task.
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(job.job_id), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Start local jobs with SIGINT ignored (inherited through exec): a Ctrl-C on the terminal reaches
+    the whole process group, and submitit's controller would die of it with a traceback. The sweep's
+    process alone takes the Ctrl-C and stops its jobs with SIGTERM instead (Executor._cancel)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _gpus() -> list[int]:

@@ -276,6 +276,13 @@ def _run_tasks(
 
     try:
         outcomes = executor.run(train_task, args, poll)
+    except KeyboardInterrupt:  # the tasks were cancelled and recorded their runs; one killed first: here
+        from .task import interrupt_caught
+
+        interrupt_caught()
+        for i in jobs:
+            _unfinished(specs[i], configs[i], "stacked", "the sweep was interrupted (Ctrl-C)", start=False)
+        raise
     finally:
         progress.close()
     stop = next((o.user_error for o in outcomes if isinstance(o, TaskEnded) and o.user_error), None)
