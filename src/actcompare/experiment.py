@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import runs
 from .data import MNISTTensors, load_mnist
 from .engines import Recipe, Variant, make_engine
-from .engines.plan import own_optimizer, plan, slots, variant_key
+from .engines.plan import free_memory, memory_cap, model_bytes, own_optimizer, plan, slots, variant_key
 from .errors import ConfigError, UserError
 from .executors import Executor, TaskEnded
 from .recorder import RunRecorder, existing, written_here
@@ -460,9 +460,11 @@ def _train(
     progress: Progress,
     run_logs: bool = False,
     task: dict[str, Any] | None = None,
+    loaded: tuple[MNISTTensors, tuple[torch.Tensor, torch.Tensor] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train one group (all configs share group_key) with engine ``kind``; record every run
-    (``task``: which executor task trained it, for run.json).
+    (``task``: which executor task trained it, for run.json). A stacked group larger than the
+    device's free memory holds (engines.plan.memory_cap) trains as several, one after another.
 
     The data is loaded before any run folder is written: a missing dataset leaves none behind."""
     from .task import interrupt_caught
@@ -471,7 +473,36 @@ def _train(
     device = resolve_device(cfg.device)
     if threads or cfg.threads:
         torch.set_num_threads(int(threads or cfg.threads))
-    data, val = load_data(cfg, device)
+    data, val = loaded or load_data(cfg, device)
+    if kind == "stacked" and len(specs) > 1:
+        sizes, free = hidden_sizes(cfg.model), free_memory(device)
+        cap = memory_cap(free, sizes, int(cfg.batch_size))
+        if len(specs) > cap:
+            parts = plan(configs, cap)
+            log.info(
+                "a group of %d models needs ~%.1f GiB, %.1f GiB is free on %s: it trains as %d groups of at most "
+                "%d (half the free memory; hydra.launcher.max_models caps it lower)",
+                len(specs),
+                len(specs) * model_bytes(sizes, int(cfg.batch_size)) / 2**30,
+                free / 2**30,
+                device,
+                len(parts),
+                cap,
+            )
+            out: dict[int, dict[str, Any]] = {}
+            for part in parts:
+                records = _train(
+                    [specs[i] for i in part],
+                    [configs[i] for i in part],
+                    kind,
+                    threads,
+                    progress,
+                    run_logs,
+                    task,
+                    (data, val),
+                )
+                out.update(zip(part, records, strict=True))
+            return [out[i] for i in range(len(specs))]
     group = {"size": len(specs)} if kind == "stacked" else None
     recorders = [
         RunRecorder(

@@ -8,6 +8,7 @@ data, the batch order or the optimizer class splits the group (README: "How a sw
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -96,3 +97,48 @@ def own_optimizer(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 def slots(seeds: Sequence[int], variants: Sequence[str], jobs: Sequence[tuple[int, str]]) -> list[int]:
     """Model index of each job (seed, variant key) in the engines' layout: m = seed index * V + variant index."""
     return [seeds.index(seed) * len(variants) + variants.index(v) for seed, v in jobs]
+
+
+# ---------------------------------------------------------------- how many models fit in memory
+
+EVAL_ROWS = 2048  # = stacked.EVAL_CHUNK: images per evaluation pass
+MEMORY_SHARE = 0.5  # of the free memory a group may plan to take: room for the allocator and the rest
+
+
+def model_bytes(hidden_sizes: Sequence[int], batch_size: int) -> int:
+    """Estimated peak bytes one model adds to a stacked group (float32, 4 bytes a value):
+
+    - parameters P = sum(in*out + out) five times over: the stacked weights, their gradients, two
+      optimizer states (Adam's moments; SGD with momentum has one) and the standalone copy each model
+      keeps for diagnostics and model.pt;
+    - training activations: 4 values per hidden unit and image of a batch (pre-activation, output and
+      their gradients) plus the logits;
+    - evaluation: three layer-sized tensors of an EVAL_ROWS-image pass at the widest layer (a layer's
+      input, its pre-activation and its output), plus the logits and their log-softmax.
+
+    The tutorial network (784-128-128-10, batch 64): P = 118,282; 2.37 + 0.27 + 3.31 MB = 5.95 MB
+    (5.7 MiB); measured on the CPU: 5.4 MiB per added model, plus ~90 MiB for the group
+    (``python benchmarks/memory.py``).
+    """
+    sizes = (28 * 28, *hidden_sizes, 10)
+    params = sum(i * o + o for i, o in itertools.pairwise(sizes))
+    train = batch_size * (4 * sum(hidden_sizes) + 2 * 10)
+    evaluate = EVAL_ROWS * (3 * max(sizes[1:]) + 2 * 10)
+    return 4 * (5 * params + train + evaluate)
+
+
+def free_memory(device: Any) -> int:
+    """Bytes free for a group on ``device`` (a torch.device): the GPU's free memory, or the machine's
+    available RAM (psutil: free plus reclaimable caches)."""
+    if getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def memory_cap(free_bytes: int, hidden_sizes: Sequence[int], batch_size: int, share: float = MEMORY_SHARE) -> int:
+    """The most models one group may hold: ``share`` of the free bytes over model_bytes (at least 1)."""
+    return max(1, int(share * free_bytes // model_bytes(hidden_sizes, batch_size)))
