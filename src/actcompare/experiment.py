@@ -568,56 +568,84 @@ def _fit(
     data: MNISTTensors,
     val: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> None:
-    cfg = specs[0].cfg
-    sizes = hidden_sizes(cfg.model)
-    seeds = list(dict.fromkeys(int(s.cfg.seed) for s in specs))
-    variant_of = [variant_key(rec.config) for rec in recorders]
-    keys = list(dict.fromkeys(variant_of))
-    variants = [
-        Variant(
-            instantiate(specs[variant_of.index(k)].cfg.activation.module, _partial_=True),
-            specs[variant_of.index(k)].cfg.model.init.value,
-            own_optimizer(recorders[variant_of.index(k)].config),
-        )
-        for k in keys
-    ]
-    slot = slots(seeds, keys, [(int(s.cfg.seed), v) for s, v in zip(specs, variant_of, strict=True)])
+    """Train one group and record every run. In a stacked group, an activation that fails a tiny
+    batch fails alone before training; a group that raises later (which model's code raised is
+    unknown) redoes its unfinished runs one at a time (same results), so only the run that raises fails."""
     if kind == "stacked":
-        broken = {k: why for k, v in zip(keys, variants, strict=True) if (why := _preflight(v, sizes[0], device))}
-        if broken:  # fail those runs now, train the rest together
-            for rec, k in zip(recorders, variant_of, strict=True):
-                if k in broken:
-                    rec.end(runs.FAILED, error=broken[k])
-                    log.error("%s seed %s failed: %s", *rec.ident.values(), broken[k], extra=run_extra(rec))
-            keep = [i for i, k in enumerate(variant_of) if k not in broken]
-            if keep:
-                _fit([specs[i] for i in keep], [recorders[i] for i in keep], kind, device, progress, data, val)
-            return
-    optimizer = instantiate(cfg.optimizer)
-    try:
-        engine = make_engine(
-            kind, variants, seeds, Recipe(tuple(sizes), optimizer, cfg.batch_size), data.train.x, data.train.y
+        specs, recorders = _drop_broken(specs, recorders, device)
+    if not specs:
+        return
+    reason = _attempt(specs, recorders, kind, device, progress, data, val)
+    if reason is None:
+        return
+    if kind == "stacked" and len(specs) > 1:
+        log.warning("stacked group of %d failed (%s): training its unfinished runs one at a time", len(specs), reason)
+        for spec, rec in zip(specs, recorders, strict=True):
+            if rec.status == runs.RUNNING:
+                rec.restart(engine="single")
+                _fail(rec, _attempt([spec], [rec], "single", device, progress, data, val))
+    else:
+        for rec in recorders:
+            _fail(rec, reason)
+
+
+def _fail(rec: RunRecorder, reason: str | None) -> None:
+    if reason is not None and rec.status == runs.RUNNING:
+        rec.end(runs.FAILED, error=reason)
+        log.error("%s seed %s failed: %s", *rec.ident.values(), reason, extra=run_extra(rec))
+
+
+def _variants(specs: Sequence[RunSpec], recorders: Sequence[RunRecorder]) -> tuple[list[str], dict[str, Variant]]:
+    """Each run's variant key, and each distinct variant (activation, init, own optimizer values)."""
+    keys = [variant_key(rec.config) for rec in recorders]
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}
+    variants = {
+        k: Variant(
+            instantiate(specs[i].cfg.activation.module, _partial_=True),
+            specs[i].cfg.model.init.value,
+            own_optimizer(recorders[i].config),
         )
+        for k, i in sorted(first.items(), key=lambda item: item[1])
+    }
+    return keys, variants
+
+
+def _drop_broken(
+    specs: Sequence[RunSpec], recorders: Sequence[RunRecorder], device: torch.device
+) -> tuple[list[RunSpec], list[RunRecorder]]:
+    """Fail the runs whose activation fails a tiny batch (the pre-flight check); the rest train together."""
+    width = hidden_sizes(specs[0].cfg.model)[0]
+    keys, variants = _variants(specs, recorders)
+    broken = {k: why for k, v in variants.items() if (why := _preflight(v, width, device))}
+    for rec, k in zip(recorders, keys, strict=True):
+        _fail(rec, broken.get(k))
+    keep = [i for i, k in enumerate(keys) if k not in broken]
+    return [specs[i] for i in keep], [recorders[i] for i in keep]
+
+
+def _attempt(
+    specs: Sequence[RunSpec],
+    recorders: list[RunRecorder],
+    kind: str,
+    device: torch.device,
+    progress: Progress,
+    data: MNISTTensors,
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+) -> str | None:
+    """Build the engine for these runs and train them through the epoch loop; why it raised, or None."""
+    cfg = specs[0].cfg
+    seeds = list(dict.fromkeys(int(s.cfg.seed) for s in specs))
+    keys, variants = _variants(specs, recorders)
+    slot = slots(seeds, list(variants), [(int(s.cfg.seed), k) for s, k in zip(specs, keys, strict=True)])
+    recipe = Recipe(tuple(hidden_sizes(cfg.model)), instantiate(cfg.optimizer), cfg.batch_size)
+    try:
+        engine = make_engine(kind, list(variants.values()), seeds, recipe, data.train.x, data.train.y)
         _loop(engine, specs, recorders, slot, data, val, progress)
     except (KeyboardInterrupt, UserError):
         raise
     except Exception as err:
-        reason = f"{type(err).__name__}: {err}"
-        if kind == "stacked" and len(specs) > 1:
-            # Which model's code raised is unknown: redo the group's unfinished runs one at a
-            # time (same results), so only the run that raises fails.
-            log.warning(
-                "stacked group of %d failed (%s): training its unfinished runs one at a time", len(specs), reason
-            )
-            for spec, rec in zip(specs, recorders, strict=True):
-                if rec.status == runs.RUNNING:
-                    rec.restart(engine="single")
-                    _fit([spec], [rec], "single", device, progress, data, val)
-        else:
-            for rec in recorders:
-                if rec.status == runs.RUNNING:
-                    rec.end(runs.FAILED, error=reason)
-                    log.error("%s seed %s failed: %s", *rec.ident.values(), reason, extra=run_extra(rec))
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
 def _loop(engine, specs, recorders, slot, data, val, progress: Progress) -> None:
