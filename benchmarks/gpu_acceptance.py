@@ -85,6 +85,7 @@ class Row:
 @dataclass
 class Table:
     rows: list[Row] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)  # for targets.py: CSV rows name -> value
 
     def add(self, item: str, figure: str, value: str, expect: str, ok: bool | None) -> None:
         verdict = "INFO" if ok is None else ("PASS" if ok else "FAIL")
@@ -434,6 +435,8 @@ def item_h(t: Table, data: Data, recipe: Recipe, device: torch.device, quick: bo
     med = statistics.median(times) / engine.size
     where = "graph" if engine._graph is not None else "eager"
     full = not quick and data.source.startswith("MNIST") and device.type == "cuda"
+    if full:
+        t.figures["gpu_lr_sweep_per_model_epoch"] = med
     t.add(
         "h",
         f"lr sweep, {engine.size} models with their own lr ({where}, {type(engine.optimizer).__name__}): "
@@ -542,6 +545,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data-root", default=os.environ.get("MNIST_ROOT") or None, help="holds MNIST/raw/ (MNIST_ROOT)")
     ap.add_argument("--only", default="abcdefgh", help="items to run, e.g. --only ab")
     ap.add_argument("--json", type=Path, help="also write the table here as JSON")
+    ap.add_argument(
+        "--csv",
+        type=Path,
+        default=REPO / "outputs" / "benchmark" / "gpu_acceptance.csv",
+        help="the figures targets.py reads (default outputs/benchmark/gpu_acceptance.csv)",
+    )
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda but torch sees no CUDA GPU: use --device cpu")
@@ -588,6 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n{len(t.rows)} rows, {sum(r.verdict == 'FAIL' for r in t.rows)} FAIL, total {total:.0f} s "
         f"(expect < 300 s on one GPU)"
     )
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    figures = {"device_cuda": float(device.type == "cuda"), **t.figures}
+    args.csv.write_text("name,value,unit,note\n" + "".join(f"{k},{v:.6g},,\n" for k, v in figures.items()))
     if args.json:
         rows = [r.__dict__ for r in t.rows]
         args.json.write_text(json.dumps({"device": name, "seconds": total, "rows": rows}, indent=1))

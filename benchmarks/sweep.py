@@ -6,9 +6,11 @@ doing the same trainings, and how much memory does it take?
 
 For each --runs N (the default comparison's 4 activations x N/4 seeds) and variant, one child
 process, timed from start to exit with its peak RSS: ``tutorial`` = tutorial_sweep.py; ``fused``,
-``basic``, ``joblib2`` = ``python -m actcompare -m ...`` with the default fused launcher,
-hydra/launcher=basic, and hydra/launcher=joblib with 2 jobs. --rounds repeats them, order rotated,
-and keeps each variant's fastest. Also: the import time of torch, and the peak RSS of one run.
+``local2``, ``basic``, ``joblib2`` = ``python -m actcompare -m ...`` with the default fused launcher
+(its groups in this process), the fused launcher with its groups in 2 local processes
+(hydra.launcher.executor=local), hydra/launcher=basic, and hydra/launcher=joblib with 2 jobs.
+--rounds repeats them, order rotated, and keeps each variant's fastest. Also: the import time of
+torch, and the peak RSS of one run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from _timing import COMPARISON, OUT_DIR, parser, run_child, session
 TUTORIAL = str(Path(__file__).with_name("tutorial_sweep.py"))
 LAUNCHERS = {
     "fused": [],
+    "local2": ["hydra.launcher.executor=local", "hydra.launcher.processes=2"],
     "basic": ["hydra/launcher=basic"],
     "joblib2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
 }
@@ -63,13 +66,15 @@ def check(folder: Path, n_runs: int) -> str:
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--runs", default="4,12", help="sweep sizes, multiples of 4 (default 4,12)")
-    p.add_argument("--variants", default="tutorial,fused,basic,joblib2", help="which commands to time (default all)")
+    p.add_argument(
+        "--variants", default="tutorial,fused,local2,basic,joblib2", help="which commands to time (default all)"
+    )
     p.add_argument("--rounds", type=int, default=1, help="repeat, order rotated; the fastest is kept (default 1)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the sweeps' folders and logs")
     args = p.parse_args(argv)
     sizes, variants = [int(n) for n in args.runs.split(",")], args.variants.split(",")
     if any(n < 4 or n % 4 for n in sizes) or not set(variants) <= {"tutorial", *LAUNCHERS}:
-        p.error("--runs: multiples of 4; --variants: tutorial, fused, basic, joblib2")
+        p.error("--runs: multiples of 4; --variants: tutorial, fused, local2, basic, joblib2")
     env = {**os.environ, "MNIST_ROOT": args.data_root}
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="tmp-sweep-", dir=OUT_DIR))
@@ -112,6 +117,14 @@ def main(argv=None) -> None:
                     )
                     if v != "tutorial" and use and "tutorial" in best:
                         res.add(f"sweep{n}_ratio_tutorial_over_{v}", best["tutorial"].wall / use.wall, "x")
+                    if v not in ("tutorial", "fused") and use and "fused" in best:
+                        res.add(f"sweep{n}_ratio_{v}_over_fused", use.wall / best["fused"].wall, "x", "< 1: faster")
+                if "local2" in best and "joblib2" in best:
+                    res.add(f"sweep{n}_ratio_joblib2_over_local2", best["joblib2"].wall / best["local2"].wall, "x")
+                others = {v: u for v, u in best.items() if v not in ("tutorial", "fused")}
+                if others and "fused" in best:
+                    v = min(others, key=lambda k: others[k].wall)
+                    res.add(f"sweep{n}_ratio_fused_over_best_other", best["fused"].wall / others[v].wall, "x", v)
             one = run_child(
                 [
                     sys.executable,

@@ -1,6 +1,8 @@
-"""Issue 9's speed targets, met or not: a table built from the benchmarks' CSVs (nothing is timed here).
+"""The speed targets (issues 9 and 18), met or not: a table built from the benchmarks' CSVs (nothing is
+timed here).
 
     python benchmarks/engines.py --epochs 10 && python benchmarks/sweep.py --epochs 10
+    python benchmarks/presets.py
     python benchmarks/targets.py                                  # reads outputs/benchmark/*.csv
     python benchmarks/targets.py cpu/*.csv gpu/*.csv --out targets.csv
 
@@ -64,6 +66,45 @@ TARGETS = [
         None,
     ),
     Target("whole 12-run sweep command", "sweep12_wall_fused", "cuda", "<= 15 s wall", lambda v: v <= 15),
+    # issue 18: stacking beyond one process and one optimizer setting
+    Target(
+        "experiment=lr_sweep end to end, one group of 40 vs groups of 8",
+        "lr_sweep_ratio_groups8_over_one_group",
+        "cpu",
+        ">= 1.3x faster",
+        lambda v: v >= 1.3,
+        None,
+    ),
+    Target(
+        "hparams_search=lr_optuna end to end, batches of 4 trials stacked vs one model at a time",
+        "lr_optuna_ratio_single_over_stacked",
+        "cpu",
+        ">= 2x faster",
+        lambda v: v >= 2,
+        None,
+    ),
+    Target(
+        "default 4-run sweep, stacked groups in 2 local processes vs joblib with 2 jobs",
+        "sweep4_ratio_joblib2_over_local2",
+        "cpu",
+        ">= 1x (stacked at least as fast)",
+        lambda v: v >= 1,
+    ),
+    Target(
+        "12-run sweep, the best other launcher/executor vs in-process stacked",
+        "sweep12_ratio_fused_over_best_other",
+        "cpu",
+        ">= 1.2x faster",
+        lambda v: v >= 1.2,
+    ),
+    Target(
+        "lr_sweep's 40 models in one graph, per model-epoch (gpu_acceptance.py item h)",
+        "gpu_lr_sweep_per_model_epoch",
+        "cuda",
+        "<= 0.01 s",
+        lambda v: v <= 0.01,
+        None,
+    ),
     Target(
         "stacked engine's final test accuracy = per-run engine's",
         "engines_test_acc_max_abs_diff",

@@ -62,7 +62,17 @@ def test_quick_cpu_run_prints_the_table(tmp_path: Path) -> None:
     env["OMP_NUM_THREADS"] = "1"
     out = tmp_path / "table.json"
     res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--json", str(out)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--device",
+            "cpu",
+            "--quick",
+            "--json",
+            str(out),
+            "--csv",
+            str(tmp_path / "f.csv"),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -75,3 +85,5 @@ def test_quick_cpu_run_prints_the_table(tmp_path: Path) -> None:
     assert {r["verdict"] for r in rows} <= {"PASS", "INFO", "SKIP"}
     assert [r["verdict"] for r in rows if r["item"] == "a"] == ["PASS"] * 6  # restore exact on the CPU too
     assert "| verdict" in res.stdout and "synthetic" in res.stdout
+    # targets.py's figures: only from a real GPU run on MNIST, so none from this one
+    assert (tmp_path / "f.csv").read_text().splitlines() == ["name,value,unit,note", "device_cuda,0,,"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import importlib.util
 import logging
 import math
 import os
@@ -61,6 +62,11 @@ class Executor:
             raise ConfigError(f"hydra.launcher.executor={self.kind!r} is not allowed: use {', '.join(KINDS)}")
         if self.processes is not None and (isinstance(self.processes, bool) or int(self.processes) < 1):
             raise ConfigError(f"hydra.launcher.processes={self.processes} is not allowed: use a number >= 1")
+        if self.kind != "inprocess" and importlib.util.find_spec("submitit") is None:
+            raise ConfigError(
+                f"hydra.launcher.executor={self.kind} needs submitit: pip install 'submitit>=1.5' (or reinstall "
+                "actcompare, which depends on it)"
+            )
 
     @property
     def parallel(self) -> int:
