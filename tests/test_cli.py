@@ -109,7 +109,6 @@ def procs(start_run_py, extra_conf: str, tmp_path_factory: pytest.TempPathFactor
 
     sweep = ("-m", "activation=relu,tanh", "seed=0,1", "epochs=2", f"data.train_samples={TRAIN_SAMPLES}")
     start("sweep", *sweep, multirun=True)
-    start("sweep_again", *sweep, multirun=True)  # the same command twice: identical metrics
     start("diverge_sweep", "-m", "activation=relu,amplify", "epochs=2", extra_conf, multirun=True)
     start("single", "epochs=1")
     start("crash_sweep", "-m", "activation=relu,crash", "epochs=1", extra_conf, multirun=True)
@@ -393,21 +392,6 @@ def test_double_ctrl_c_while_training(start_run_py, extra_conf: str, tmp_path: P
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     _assert_interrupted(proc.wait(timeout=60))
-
-
-def test_the_same_sweep_twice_gives_identical_metrics(procs) -> None:
-    """The default (fused) launcher through run.py: same command, same numbers (timing aside)."""
-    folders = {}
-    for name in ("sweep", "sweep_again"):
-        res, out = procs[name][0].wait(), procs[name][1]
-        assert res.returncode == 0, res.stderr[-2000:]
-        folders[name] = {p.parent.name: p for p in out.glob("*/metrics.csv")}
-    assert sorted(folders["sweep"]) == sorted(folders["sweep_again"]) and len(folders["sweep"]) == 4
-    for run, path in folders["sweep"].items():
-        a = pd.read_csv(path).drop(columns="epoch_seconds")
-        b = pd.read_csv(folders["sweep_again"][run]).drop(columns="epoch_seconds")
-        pd.testing.assert_frame_equal(a, b, check_exact=True)
-    assert {read_json(p.parent / "run.json")["engine"] for p in folders["sweep"].values()} == {"stacked"}
 
 
 def test_a_diverging_run_in_a_fused_sweep_stops_alone(procs) -> None:

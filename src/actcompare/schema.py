@@ -185,7 +185,11 @@ GROUP_KEYS = {
 
 # Launchers and presets, for --help: {override: meaning}.
 LAUNCHERS = {
-    "hydra/launcher=fused": "the default: a sweep's models (activations x seeds x inits) trained together",
+    "hydra/launcher=fused": "the default: a sweep's models (activations x seeds x inits x optimizer values) "
+    "trained together, in groups as large as free memory allows",
+    "hydra/launcher=fused_local": "the same groups in N local processes, cores split (hydra.launcher.processes=N)",
+    "hydra/launcher=fused_slurm": "the same groups as one Slurm array, a task per group "
+    "(hydra.launcher.slurm.partition=...)",
     "hydra/launcher=basic": "one run after another in this process, one model per job",
     "hydra/launcher=parallel": "2 jobs at once in local processes (joblib), 1 torch thread each",
     "hydra/launcher=joblib": "one job per core (joblib)",
