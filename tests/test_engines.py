@@ -239,3 +239,16 @@ def test_a_group_larger_than_free_memory_trains_in_parts(tiny_cfg, tmp_path: Pat
     assert [r["status"] for r in records] == ["completed"] * 6
     assert [r["group"]["size"] for r in records] == [2] * 6
     assert "a group of 6 models needs" in caplog.text and "3 groups of at most 3" in caplog.text
+
+
+def test_free_memory_respects_a_cgroup_limit(tmp_path: Path) -> None:
+    """A Slurm task's --mem (its memory cgroup) bounds the free memory a group is planned in."""
+    from actcompare.engines.plan import _cgroup_room
+
+    (tmp_path / "limit").write_text("1000\n")
+    (tmp_path / "usage").write_text("300\n")
+    (tmp_path / "max").write_text("max\n")
+    files = [(str(tmp_path / "missing"), str(tmp_path / "usage")), (str(tmp_path / "limit"), str(tmp_path / "usage"))]
+    assert _cgroup_room(files) == 700  # the first pair that reads
+    assert _cgroup_room([(str(tmp_path / "max"), str(tmp_path / "usage"))]) is None  # no limit
+    assert _cgroup_room([(str(tmp_path / "missing"), str(tmp_path / "usage"))]) is None

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import runs
 from .data import MNISTTensors, load_mnist
 from .engines import Recipe, Variant, make_engine
-from .engines.plan import free_memory, memory_cap, model_bytes, own_optimizer, plan, slots, variant_key
+from .engines.plan import MEMORY_SHARE, free_memory, memory_cap, model_bytes, own_optimizer, plan, slots, variant_key
 from .errors import ConfigError, UserError
 from .executors import Executor, TaskEnded
 from .recorder import RunRecorder, existing, written_here
@@ -223,7 +223,7 @@ def run_group(
 
 
 def train_task(
-    groups: Sequence[tuple[Sequence[RunSpec], str]], threads: int | None, run_logs: bool
+    groups: Sequence[tuple[Sequence[RunSpec], str]], threads: int | None, run_logs: bool, share: float = MEMORY_SHARE
 ) -> list[list[dict]]:
     """One executor task, in a process of its own: train its groups one after another, each recorded
     into its jobs' folders exactly as in the sweep's process; returns each group's records."""
@@ -241,7 +241,7 @@ def train_task(
     progress = Progress(sum(int(spec.cfg.epochs) for specs, _ in groups for spec in specs))
     try:
         return [
-            _train(list(specs), [spec.config for spec in specs], kind, threads, progress, run_logs, task)
+            _train(list(specs), [spec.config for spec in specs], kind, threads, progress, run_logs, task, share=share)
             for specs, kind in groups
         ]
     finally:
@@ -262,8 +262,10 @@ def _run_tasks(
     unfinished: each is recorded as interrupted with the reason, and resume=true redoes only those."""
     costs = [sum(configs[i]["epochs"] for i in idx) for idx, _ in work]
     tasks = executor.deal(costs)
+    # local processes share this machine's memory: each plans its groups in its share of it
+    share = MEMORY_SHARE / (len(tasks) if executor.kind == "local" else 1)
     args = [
-        ([([specs[i] for i in work[g][0]], work[g][1]) for g in task], threads or executor.threads(), run_logs)
+        ([([specs[i] for i in work[g][0]], work[g][1]) for g in task], threads or executor.threads(), run_logs, share)
         for task in tasks
     ]
     jobs = [i for idx, _ in work for i in idx]
@@ -461,6 +463,7 @@ def _train(
     run_logs: bool = False,
     task: dict[str, Any] | None = None,
     loaded: tuple[MNISTTensors, tuple[torch.Tensor, torch.Tensor] | None] | None = None,
+    share: float = MEMORY_SHARE,
 ) -> list[dict[str, Any]]:
     """Train one group (all configs share group_key) with engine ``kind``; record every run
     (``task``: which executor task trained it, for run.json). A stacked group larger than the
@@ -476,18 +479,19 @@ def _train(
     data, val = loaded or load_data(cfg, device)
     if kind == "stacked" and len(specs) > 1:
         sizes, free = hidden_sizes(cfg.model), free_memory(device)
-        cap = memory_cap(free, sizes, int(cfg.batch_size))
+        cap = memory_cap(free, sizes, int(cfg.batch_size), share)
         if len(specs) > cap:
             parts = plan(configs, cap)
             log.info(
                 "a group of %d models needs ~%.1f GiB, %.1f GiB is free on %s: it trains as %d groups of at most "
-                "%d (half the free memory; hydra.launcher.max_models caps it lower)",
+                "%d (%.0f %% of the free memory; hydra.launcher.max_models caps it lower)",
                 len(specs),
                 len(specs) * model_bytes(sizes, int(cfg.batch_size)) / 2**30,
                 free / 2**30,
                 device,
                 len(parts),
                 cap,
+                100 * share,
             )
             out: dict[int, dict[str, Any]] = {}
             for part in parts:
@@ -500,6 +504,7 @@ def _train(
                     run_logs,
                     task,
                     (data, val),
+                    share,
                 )
                 out.update(zip(part, records, strict=True))
             return [out[i] for i in range(len(specs))]

@@ -129,14 +129,39 @@ def model_bytes(hidden_sizes: Sequence[int], batch_size: int) -> int:
 
 def free_memory(device: Any) -> int:
     """Bytes free for a group on ``device`` (a torch.device): the GPU's free memory, or the machine's
-    available RAM (psutil: free plus reclaimable caches)."""
+    available RAM (psutil: free plus reclaimable caches), at most what this process's memory cgroup
+    still allows (a Slurm task's --mem, a container's limit)."""
     if getattr(device, "type", str(device)) == "cuda":
         import torch
 
         return int(torch.cuda.mem_get_info(device)[0])
     import psutil
 
-    return int(psutil.virtual_memory().available)
+    available = int(psutil.virtual_memory().available)
+    room = _cgroup_room()
+    return available if room is None else min(available, room)
+
+
+_CGROUP_FILES = (  # (limit, usage): cgroup v2, then v1
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _cgroup_room(files: Sequence[tuple[str, str]] = _CGROUP_FILES) -> int | None:
+    """Bytes the memory cgroup still allows (its limit minus its usage), or None without a limit."""
+    for limit_file, usage_file in files:
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2**60:  # no limit (v1 says ~2^63)
+            return None
+        return max(0, int(limit) - usage)
+    return None
 
 
 def memory_cap(free_bytes: int, hidden_sizes: Sequence[int], batch_size: int, share: float = MEMORY_SHARE) -> int:
