@@ -33,7 +33,7 @@ def main(argv=None) -> None:
 
         from actcompare import diagnostics
         from actcompare.data import load_mnist
-        from actcompare.experiment import PROBE_SIZE
+        from actcompare.loop import PROBE_SIZE
         from actcompare.train import test, train
 
         t_tut_load, (train_ds, test_ds) = timed(

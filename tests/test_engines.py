@@ -228,12 +228,12 @@ def test_in_place_activations_train_stacked(tiny_cfg, tmp_path: Path, seeds) -> 
 def test_a_group_larger_than_free_memory_trains_in_parts(tiny_cfg, tmp_path: Path, monkeypatch, caplog) -> None:
     """Free memory for 3 models (engines.plan.memory_cap: half of it over model_bytes): relu and prelu x 3
     seeds train as three groups of 2 (whole seeds), each run as it would in one group."""
-    from actcompare import experiment
+    from actcompare import loop
     from actcompare.engines.plan import MEMORY_SHARE, model_bytes
 
     cfg = tiny_cfg()
     per_model = model_bytes(list(cfg.model.hidden_sizes), int(cfg.batch_size))
-    monkeypatch.setattr(experiment, "free_memory", lambda device: int(3.5 * per_model / MEMORY_SHARE))
+    monkeypatch.setattr(loop, "free_memory", lambda device: int(3.5 * per_model / MEMORY_SHARE))
     with caplog.at_level("INFO", logger="actcompare"):
         records = run_group(specs(tiny_cfg, tmp_path, ["relu", "prelu"], [0, 1, 2], "epochs=1"))
     assert [r["status"] for r in records] == ["completed"] * 6
