@@ -120,7 +120,7 @@ def guard(main: Callable[[], Any]) -> None:
     HYDRA_FULL_ERROR=1 (set by the user) still gives the full traceback. Ctrl-C while the entry
     point was still importing is handled before this (run.py, __main__.py: one line, exit 130).
     """
-    from .task import interrupt_caught, on_interrupt
+    from .interrupts import interrupt_caught, on_interrupt
 
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Hydra prints config errors over 5-7 lines (and suggests `+key=` for a typo, which the typed

@@ -175,7 +175,7 @@ class Executor:
         return jobs
 
     def _cancel(self, job: Any) -> None:
-        """Stop a job: its tasks record their runs as interrupted (SIGTERM, see task.guard_worker)."""
+        """Stop a job: its tasks record their runs as interrupted (SIGTERM, see interrupts.guard_worker)."""
         if self.kind != "local":
             job.cancel(check=False)  # scancel
             return

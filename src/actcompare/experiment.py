@@ -12,7 +12,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +23,11 @@ from . import runs
 from .engines.plan import MEMORY_SHARE, plan
 from .errors import ConfigError, UserError
 from .executors import Executor, TaskEnded
-from .loop import LOG_FORMAT, Progress, train_group
+from .loop import LOG_FORMAT, Progress, RunSpec, train_group
 from .recorder import RunRecorder, existing, written_here
 from .schema import hidden_sizes, validate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSpec:
-    """One job: its composed config and the folder it records to."""
-
-    cfg: DictConfig
-    out_dir: Path
-    overrides: list[str] = field(default_factory=list)
-    choices: dict[str, str] = field(default_factory=dict)
-    # Called once, right before the run's folder is first written (the fused launcher writes the
-    # job's .hydra/ there): a batch refused before training leaves no folder behind.
-    prepare: Callable[[], None] | None = None
-
-    @property
-    def label(self) -> str:
-        """The job as its overrides name it (for messages)."""
-        return " ".join(self.overrides) or "(no overrides)"
-
-    @property
-    def config(self) -> dict[str, Any]:
-        config = OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)
-        assert isinstance(config, dict)
-        return {k: v for k, v in config.items() if k != "hydra"}
 
 
 def depends_on_rng(factory: Callable[[], torch.nn.Module], width: int) -> bool:
@@ -224,7 +199,7 @@ def train_task(
 ) -> list[list[dict]]:
     """One executor task, in a process of its own: train its groups one after another, each recorded
     into its jobs' folders exactly as in the sweep's process; returns each group's records."""
-    from .task import guard_worker
+    from .interrupts import guard_worker
 
     guard_worker()  # SIGTERM (scancel, preemption) records the runs as interrupted, like Ctrl-C
     if not logging.getLogger().handlers:  # submitit's task: its log lines go to the task's stderr file
@@ -278,7 +253,7 @@ def _run_tasks(
     try:
         outcomes = executor.run(train_task, args, poll)
     except KeyboardInterrupt:  # the tasks were cancelled and recorded their runs; one killed first: here
-        from .task import interrupt_caught
+        from .interrupts import interrupt_caught
 
         interrupt_caught()
         for i in jobs:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from . import runs
 from .data import MNISTTensors, load_mnist
@@ -27,12 +29,33 @@ from .errors import ConfigError, UserError
 from .recorder import RunRecorder
 from .schema import hidden_sizes, resolve_device
 
-if TYPE_CHECKING:
-    from .experiment import RunSpec
-
 log = logging.getLogger(__name__)
 
 PROBE_SIZE = 512  # fixed test images used for diagnostics every epoch
+
+
+@dataclass
+class RunSpec:
+    """One job: its composed config and the folder it records to."""
+
+    cfg: DictConfig
+    out_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+    # Called once, right before the run's folder is first written (the fused launcher writes the
+    # job's .hydra/ there): a batch refused before training leaves no folder behind.
+    prepare: Callable[[], None] | None = None
+
+    @property
+    def label(self) -> str:
+        """The job as its overrides name it (for messages)."""
+        return " ".join(self.overrides) or "(no overrides)"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config = OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)
+        assert isinstance(config, dict)
+        return {k: v for k, v in config.items() if k != "hydra"}
 
 
 class Progress:
@@ -145,7 +168,7 @@ def train_group(
     device's free memory holds (engines.plan.memory_cap) trains as several, one after another.
 
     The data is loaded before any run folder is written: a missing dataset leaves none behind."""
-    from .task import interrupt_caught
+    from .interrupts import interrupt_caught
 
     cfg = specs[0].cfg
     device = resolve_device(cfg.device)

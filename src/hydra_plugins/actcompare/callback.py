@@ -144,7 +144,7 @@ class SweepCallback(Callback):
         self.lock = SweepLock(self.sweep_dir)
         self.lock.acquire()
         # Launcher workers on this machine (joblib, submitit_local, executor=local) inherit these and
-        # stop when this process dies; a Slurm task on another node carries on (task.guard_worker).
+        # stop when this process dies; a Slurm task on another node carries on (interrupts.guard_worker).
         os.environ["ACTCOMPARE_SWEEP_PID"] = str(os.getpid())
         os.environ["ACTCOMPARE_SWEEP_HOST"] = socket.gethostname()
         atexit.register(self._at_exit)
