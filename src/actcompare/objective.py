@@ -7,8 +7,8 @@ so that every optimiser ranks them last without crashing:
 
 - accuracies (``*_acc``, maximised): ``0.0``, the floor of an accuracy. Not ``-inf``: Optuna stores
   ``-inf`` as a completed trial in memory, but older RDB storages and its plots choke on infinities;
-  not ``nan``: Optuna 2.x's ``Study.tell`` raises on ``nan``, and hydra-optuna-sweeper then calls
-  ``tell`` a second time on the finished trial and the whole sweep stops.
+  not ``nan``: Optuna fails a trial told ``nan`` (2.x raised, and the sweeper built on it then
+  stopped the sweep), so a diverged run would not even rank last.
 - losses (``*_loss``, minimised): :func:`actcompare.runs.divergence_threshold` (10 x ln 10 = 23.0
   nats), finite, and above the final loss of every run that did not diverge (a loss beyond it *is*
   divergence), so a bad run never beats a real one.
