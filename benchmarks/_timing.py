@@ -16,10 +16,12 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -229,6 +231,21 @@ def parser(doc: str, epochs: int = 3) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="CSV of the figures (default outputs/benchmark/<name>.csv)")
     return p
+
+
+@contextlib.contextmanager
+def scratch(name: str, keep: bool = False) -> Iterator[Path]:
+    """A folder under outputs/benchmark/ for one benchmark's sweeps and logs, removed at the end
+    (``keep``: kept, and its path printed)."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{name}-", dir=OUT_DIR))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _terminate(signum, frame):

@@ -20,14 +20,12 @@ search found, the difference from B=1 paired by sampler seed, and wall time per 
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from _timing import COMPARISON, OUT_DIR, parser, session
+from _timing import COMPARISON, parser, scratch, session
 
 LR = (1e-4, 1e-1)  # conf/hparams_search/lr_optuna.yaml: optimizer.lr tag(log, interval(1e-4, 1e-1))
 STARTUP = 8  # its sampler.n_startup_trials
@@ -84,63 +82,55 @@ def main(argv=None) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per trial
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate TPE
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="tmp-optuna-", dir=OUT_DIR))
-    try:
-        with session("optuna_batches", args) as (res, device, _):
-            base = [
-                f"objective={OBJECTIVE}",
-                "seed=0",
-                f"epochs={args.epochs}",
-                f"batch_size={args.batch_size}",
-                f"device={device.type}",
-                f"data.root={args.data_root}",
-                f"data.train_samples={args.train_samples}",
-                f"data.val_samples={args.val_samples}",
-                "diagnostics=false",  # bookkeeping only: the trained values are the same
-                "save_model=false",
-            ]
-            with initialize_config_module("actcompare.conf", version_base="1.3", job_name="benchmark"):
-                compose("config", base)  # a bad override fails here, before any search
-                print(f"  activation in {COMPARISON} x lr in {LR} (log), {args.trials} trials", flush=True)
-                found: dict[int, list[tuple[float, float]]] = {b: [] for b in batches}  # B -> (best, wall)
-                for i, seed in enumerate(seeds):  # B interleaved, order rotated: drift hits every B alike
-                    for b in batches[i % len(batches) :] + batches[: i % len(batches)]:
-                        best, where, wall, whole, n = search(b, seed, args, base, tmp)
-                        found[b].append((best, wall))
-                        print(
-                            f"    B={b} sampler seed {seed}: best {100 * best:.2f} % at {where}, {wall:.1f} s, "
-                            f"{whole}/{n} batches trained as one stacked group",
-                            flush=True,
-                        )
-            top = max(v for runs in found.values() for v, _ in runs)
-            res.add("optuna_best_any", 100 * top, "%", f"best val_acc of all {len(batches) * len(seeds)} searches")
-            rows = []
-            ref = [100 * v for v, _ in found[batches[0]]]
-            for b in batches:
-                best = [100 * v for v, _ in found[b]]
-                m, diff = statistics.fmean(best), [x - r for x, r in zip(best, ref, strict=True)]
-                mean_d, sd_d, wall = statistics.fmean(diff), sd(diff), statistics.fmean(w for _, w in found[b])
-                note = f"over sampler seeds {args.sampler_seeds}"
-                res.add(f"optuna_b{b}_best_mean", m, "%", note)
-                res.add(f"optuna_b{b}_best_sd", sd(best), "pp", note)
-                res.add(f"optuna_b{b}_regret_mean", 100 * top - m, "pp", "vs optuna_best_any")
-                if b != batches[0]:
-                    res.add(f"optuna_b{b}_minus_b{batches[0]}_mean", mean_d, "pp", f"paired by seed, sd {sd_d:.3g}")
-                    need = (2 * sd_d / abs(mean_d)) ** 2 if mean_d else float("inf")
-                    res.add(f"optuna_b{b}_seeds_needed", need, "seeds", "for that mean difference to be 2 SE")
-                res.add(f"optuna_b{b}_wall_per_search", wall, "s", f"{args.trials} trials")
-                rows.append((b, m, sd(best), 100 * top - m, mean_d, sd_d, wall))
-            vs = f"vs B={batches[0]}, paired"
-            print(f"\n  {'B':>3}  {'best val_acc %':>15}  {'regret pp':>9}  {vs:>16}  {'s/search':>8}")
-            for b, m, s, r, d, ds, w in rows:
-                print(f"  {b:>3}  {m:>7.2f} ± {s:<5.2f}  {r:>9.2f}  {d:>+7.2f} ± {ds:<5.2f}  {w:>8.1f}")
-            print(flush=True)
-    finally:
-        if args.keep_tmp:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with scratch("optuna", args.keep_tmp) as tmp, session("optuna_batches", args) as (res, device, _):
+        base = [
+            f"objective={OBJECTIVE}",
+            "seed=0",
+            f"epochs={args.epochs}",
+            f"batch_size={args.batch_size}",
+            f"device={device.type}",
+            f"data.root={args.data_root}",
+            f"data.train_samples={args.train_samples}",
+            f"data.val_samples={args.val_samples}",
+            "diagnostics=false",  # bookkeeping only: the trained values are the same
+            "save_model=false",
+        ]
+        with initialize_config_module("actcompare.conf", version_base="1.3", job_name="benchmark"):
+            compose("config", base)  # a bad override fails here, before any search
+            print(f"  activation in {COMPARISON} x lr in {LR} (log), {args.trials} trials", flush=True)
+            found: dict[int, list[tuple[float, float]]] = {b: [] for b in batches}  # B -> (best, wall)
+            for i, seed in enumerate(seeds):  # B interleaved, order rotated: drift hits every B alike
+                for b in batches[i % len(batches) :] + batches[: i % len(batches)]:
+                    best, where, wall, whole, n = search(b, seed, args, base, tmp)
+                    found[b].append((best, wall))
+                    print(
+                        f"    B={b} sampler seed {seed}: best {100 * best:.2f} % at {where}, {wall:.1f} s, "
+                        f"{whole}/{n} batches trained as one stacked group",
+                        flush=True,
+                    )
+        top = max(v for runs in found.values() for v, _ in runs)
+        res.add("optuna_best_any", 100 * top, "%", f"best val_acc of all {len(batches) * len(seeds)} searches")
+        rows = []
+        ref = [100 * v for v, _ in found[batches[0]]]
+        for b in batches:
+            best = [100 * v for v, _ in found[b]]
+            m, diff = statistics.fmean(best), [x - r for x, r in zip(best, ref, strict=True)]
+            mean_d, sd_d, wall = statistics.fmean(diff), sd(diff), statistics.fmean(w for _, w in found[b])
+            note = f"over sampler seeds {args.sampler_seeds}"
+            res.add(f"optuna_b{b}_best_mean", m, "%", note)
+            res.add(f"optuna_b{b}_best_sd", sd(best), "pp", note)
+            res.add(f"optuna_b{b}_regret_mean", 100 * top - m, "pp", "vs optuna_best_any")
+            if b != batches[0]:
+                res.add(f"optuna_b{b}_minus_b{batches[0]}_mean", mean_d, "pp", f"paired by seed, sd {sd_d:.3g}")
+                need = (2 * sd_d / abs(mean_d)) ** 2 if mean_d else float("inf")
+                res.add(f"optuna_b{b}_seeds_needed", need, "seeds", "for that mean difference to be 2 SE")
+            res.add(f"optuna_b{b}_wall_per_search", wall, "s", f"{args.trials} trials")
+            rows.append((b, m, sd(best), 100 * top - m, mean_d, sd_d, wall))
+        vs = f"vs B={batches[0]}, paired"
+        print(f"\n  {'B':>3}  {'best val_acc %':>15}  {'regret pp':>9}  {vs:>16}  {'s/search':>8}")
+        for b, m, s, r, d, ds, w in rows:
+            print(f"  {b:>3}  {m:>7.2f} ± {s:<5.2f}  {r:>9.2f}  {d:>+7.2f} ± {ds:<5.2f}  {w:>8.1f}")
+        print(flush=True)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,10 @@ in turn (A B A B ...) and keeps each side's median; the ratio is taken between t
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from _timing import OUT_DIR, parser, run_child, session
+from _timing import parser, run_child, scratch, session
 
 PRESETS = {
     # name: (command args, the other side's extra args, figure names for both sides)
@@ -45,34 +42,30 @@ def main(argv=None) -> None:
     p.add_argument("--optuna-trials", type=int, default=40, help="lr_optuna's n_trials (default 40, the preset's)")
     args = p.parse_args(argv)
     env = {**os.environ, "MNIST_ROOT": args.data_root}
-    tmp = Path(tempfile.mkdtemp(prefix="tmp-presets-", dir=OUT_DIR))
-    try:
-        with session("presets", args) as (res, _, _):
-            for name in [args.only] if args.only else list(PRESETS):
-                base, other, (a, b) = PRESETS[name]
-                extra = (
-                    [f"epochs={args.epochs}", *args.lr_sweep_data.split()]
-                    if name == "lr_sweep"
-                    else [f"hydra.sweeper.n_trials={args.optuna_trials}"]
-                )
-                walls: dict[str, list[float]] = {a: [], b: []}
-                for r in range(args.rounds):
-                    for side, more in ((a, []), (b, other)) if r % 2 == 0 else ((b, other), (a, [])):
-                        folder = tmp / f"{name}_{side}_{r}"
-                        cmd = [sys.executable, "-m", "actcompare", "-m", *base, *extra, *more]
-                        use = run_child([*cmd, f"hydra.sweep.dir={folder}"], folder.with_suffix(".log"), env)
-                        print(f"    {name} {side}: {use.wall:.1f} s (cpu {use.cpu:.0f} s)", flush=True)
-                        walls[side].append(use.wall)
-                for side in (a, b):
-                    res.add(f"{name}_wall_{side}", statistics.median(walls[side]), "s", f"median of {args.rounds}")
-                res.add(
-                    f"{name}_ratio_{b}_over_{a}",
-                    statistics.median(walls[b]) / statistics.median(walls[a]),
-                    "x",
-                    "> 1: today's stacking is faster",
-                )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with scratch("presets", False) as tmp, session("presets", args) as (res, _, _):
+        for name in [args.only] if args.only else list(PRESETS):
+            base, other, (a, b) = PRESETS[name]
+            extra = (
+                [f"epochs={args.epochs}", *args.lr_sweep_data.split()]
+                if name == "lr_sweep"
+                else [f"hydra.sweeper.n_trials={args.optuna_trials}"]
+            )
+            walls: dict[str, list[float]] = {a: [], b: []}
+            for r in range(args.rounds):
+                for side, more in ((a, []), (b, other)) if r % 2 == 0 else ((b, other), (a, [])):
+                    folder = tmp / f"{name}_{side}_{r}"
+                    cmd = [sys.executable, "-m", "actcompare", "-m", *base, *extra, *more]
+                    use = run_child([*cmd, f"hydra.sweep.dir={folder}"], folder.with_suffix(".log"), env)
+                    print(f"    {name} {side}: {use.wall:.1f} s (cpu {use.cpu:.0f} s)", flush=True)
+                    walls[side].append(use.wall)
+            for side in (a, b):
+                res.add(f"{name}_wall_{side}", statistics.median(walls[side]), "s", f"median of {args.rounds}")
+            res.add(
+                f"{name}_ratio_{b}_over_{a}",
+                statistics.median(walls[b]) / statistics.median(walls[a]),
+                "x",
+                "> 1: today's stacking is faster",
+            )
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
-from _timing import COMPARISON, OUT_DIR, parser, run_child, session
+from _timing import COMPARISON, parser, run_child, scratch, session
 
 TUTORIAL = str(Path(__file__).with_name("tutorial_sweep.py"))
 LAUNCHERS = {
@@ -76,75 +74,67 @@ def main(argv=None) -> None:
     if any(n < 4 or n % 4 for n in sizes) or not set(variants) <= {"tutorial", *LAUNCHERS}:
         p.error("--runs: multiples of 4; --variants: tutorial, fused, local2, basic, joblib2")
     env = {**os.environ, "MNIST_ROOT": args.data_root}
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="tmp-sweep-", dir=OUT_DIR))
-    try:
-        with session("sweep", args) as (res, _, _):
-            res.add(
-                "import_torch",
-                run_child([sys.executable, "-c", "import torch, torchvision"], tmp / "import.log", env).wall,
-                "s",
-                "python -c 'import torch, torchvision'",
+    with scratch("sweep", args.keep_tmp) as tmp, session("sweep", args) as (res, _, _):
+        res.add(
+            "import_torch",
+            run_child([sys.executable, "-c", "import torch, torchvision"], tmp / "import.log", env).wall,
+            "s",
+            "python -c 'import torch, torchvision'",
+        )
+        for n in sizes:
+            print(
+                f"\n  {n} runs ({len(COMPARISON)} activations x {n // len(COMPARISON)} seeds) x {args.epochs} "
+                f"epochs, {args.rounds} round(s)",
+                flush=True,
             )
-            for n in sizes:
-                print(
-                    f"\n  {n} runs ({len(COMPARISON)} activations x {n // len(COMPARISON)} seeds) x {args.epochs} "
-                    f"epochs, {args.rounds} round(s)",
-                    flush=True,
-                )
-                best = {}
-                for r in range(args.rounds):
-                    for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
-                        folder = tmp / f"sweep{n}_{v}_{r}"
-                        use = run_child(command(v, n, folder, args), folder.with_suffix(".log"), env)
-                        note = f"cpu {use.cpu:.0f} s, RSS {use.rss_mib:.0f} MiB"
-                        print(
-                            f"    {v}: {use.wall:.1f} s ({note}"
-                            + ("" if v == "tutorial" else f"; {check(folder, n)}")
-                            + ")",
-                            flush=True,
-                        )
-                        if use.rc == 0 and (v not in best or use.wall < best[v].wall):
-                            best[v] = use
-                for v in variants:
-                    use = best.get(v)
-                    res.add(f"sweep{n}_wall_{v}", use.wall if use else float("nan"), "s", "fastest round")
-                    res.add(
-                        f"sweep{n}_peak_rss_{v}",
-                        use.rss_mib if use else float("nan"),
-                        "MiB",
-                        "ru_maxrss of its largest process",
+            best = {}
+            for r in range(args.rounds):
+                for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
+                    folder = tmp / f"sweep{n}_{v}_{r}"
+                    use = run_child(command(v, n, folder, args), folder.with_suffix(".log"), env)
+                    note = f"cpu {use.cpu:.0f} s, RSS {use.rss_mib:.0f} MiB"
+                    print(
+                        f"    {v}: {use.wall:.1f} s ({note}"
+                        + ("" if v == "tutorial" else f"; {check(folder, n)}")
+                        + ")",
+                        flush=True,
                     )
-                    if v != "tutorial" and use and "tutorial" in best:
-                        res.add(f"sweep{n}_ratio_tutorial_over_{v}", best["tutorial"].wall / use.wall, "x")
-                    if v not in ("tutorial", "fused") and use and "fused" in best:
-                        res.add(f"sweep{n}_ratio_{v}_over_fused", use.wall / best["fused"].wall, "x", "< 1: faster")
-                if "local2" in best and "joblib2" in best:
-                    res.add(f"sweep{n}_ratio_joblib2_over_local2", best["joblib2"].wall / best["local2"].wall, "x")
-                others = {v: u for v, u in best.items() if v not in ("tutorial", "fused")}
-                if others and "fused" in best:
-                    v = min(others, key=lambda k: others[k].wall)
-                    res.add(f"sweep{n}_ratio_fused_over_best_other", best["fused"].wall / others[v].wall, "x", v)
-            one = run_child(
-                [
-                    sys.executable,
-                    "-m",
-                    "actcompare",
-                    "epochs=1",
-                    f"batch_size={args.batch_size}",
-                    f"device={args.device}",
-                    f"hydra.run.dir={tmp / 'one_run'}",
-                ],
-                tmp / "one_run.log",
-                env,
-            )
-            res.add("peak_rss_one_run", one.rss_mib, "MiB", "actcompare epochs=1")
-            res.add("wall_one_run", one.wall, "s", f"actcompare epochs=1 (cpu {one.cpu:.1f} s)")
-    finally:
-        if args.keep_tmp:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+                    if use.rc == 0 and (v not in best or use.wall < best[v].wall):
+                        best[v] = use
+            for v in variants:
+                use = best.get(v)
+                res.add(f"sweep{n}_wall_{v}", use.wall if use else float("nan"), "s", "fastest round")
+                res.add(
+                    f"sweep{n}_peak_rss_{v}",
+                    use.rss_mib if use else float("nan"),
+                    "MiB",
+                    "ru_maxrss of its largest process",
+                )
+                if v != "tutorial" and use and "tutorial" in best:
+                    res.add(f"sweep{n}_ratio_tutorial_over_{v}", best["tutorial"].wall / use.wall, "x")
+                if v not in ("tutorial", "fused") and use and "fused" in best:
+                    res.add(f"sweep{n}_ratio_{v}_over_fused", use.wall / best["fused"].wall, "x", "< 1: faster")
+            if "local2" in best and "joblib2" in best:
+                res.add(f"sweep{n}_ratio_joblib2_over_local2", best["joblib2"].wall / best["local2"].wall, "x")
+            others = {v: u for v, u in best.items() if v not in ("tutorial", "fused")}
+            if others and "fused" in best:
+                v = min(others, key=lambda k: others[k].wall)
+                res.add(f"sweep{n}_ratio_fused_over_best_other", best["fused"].wall / others[v].wall, "x", v)
+        one = run_child(
+            [
+                sys.executable,
+                "-m",
+                "actcompare",
+                "epochs=1",
+                f"batch_size={args.batch_size}",
+                f"device={args.device}",
+                f"hydra.run.dir={tmp / 'one_run'}",
+            ],
+            tmp / "one_run.log",
+            env,
+        )
+        res.add("peak_rss_one_run", one.rss_mib, "MiB", "actcompare epochs=1")
+        res.add("wall_one_run", one.wall, "s", f"actcompare epochs=1 (cpu {one.cpu:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def train_group(
             if spec.prepare is not None:
                 spec.prepare()
             rec.start()
-        _fit(specs, recorders, kind, device, progress, data, val)
+        _fit(specs, recorders, kind, _Where(device, progress, data, val))
     except KeyboardInterrupt:
         interrupt_caught()
         for rec in recorders:
@@ -262,23 +262,25 @@ def train_group(
     return [rec.record for rec in recorders]
 
 
-def _fit(
-    specs: Sequence[RunSpec],
-    recorders: list[RunRecorder],
-    kind: str,
-    device: torch.device,
-    progress: Progress,
-    data: MNISTTensors,
-    val: tuple[torch.Tensor, torch.Tensor] | None,
-) -> None:
+@dataclass(frozen=True)
+class _Where:
+    """What every attempt at one group shares: its device, the progress display and the data."""
+
+    device: torch.device
+    progress: Progress
+    data: MNISTTensors
+    val: tuple[torch.Tensor, torch.Tensor] | None  # the validation split, or None
+
+
+def _fit(specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, where: _Where) -> None:
     """Train one group and record every run. In a stacked group, an activation that fails a tiny
     batch fails alone before training; a group that raises later (which model's code raised is
     unknown) redoes its unfinished runs one at a time (same results), so only the run that raises fails."""
     if kind == "stacked":
-        specs, recorders = _drop_broken(specs, recorders, device)
+        specs, recorders = _drop_broken(specs, recorders, where.device)
     if not specs:
         return
-    reason = _attempt(specs, recorders, kind, device, progress, data, val)
+    reason = _attempt(specs, recorders, kind, where)
     if reason is None:
         return
     if kind == "stacked" and len(specs) > 1:
@@ -286,7 +288,7 @@ def _fit(
         for spec, rec in zip(specs, recorders, strict=True):
             if rec.status == runs.RUNNING:
                 rec.restart(engine="single")
-                _fail(rec, _attempt([spec], [rec], "single", device, progress, data, val))
+                _fail(rec, _attempt([spec], [rec], "single", where))
     else:
         for rec in recorders:
             _fail(rec, reason)
@@ -326,15 +328,7 @@ def _drop_broken(
     return [specs[i] for i in keep], [recorders[i] for i in keep]
 
 
-def _attempt(
-    specs: Sequence[RunSpec],
-    recorders: list[RunRecorder],
-    kind: str,
-    device: torch.device,
-    progress: Progress,
-    data: MNISTTensors,
-    val: tuple[torch.Tensor, torch.Tensor] | None,
-) -> str | None:
+def _attempt(specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, where: _Where) -> str | None:
     """Build the engine for these runs and train them through the epoch loop; why it raised, or None."""
     cfg = specs[0].cfg
     seeds = list(dict.fromkeys(int(s.cfg.seed) for s in specs))
@@ -342,8 +336,8 @@ def _attempt(
     slot = slots(seeds, list(variants), [(int(s.cfg.seed), k) for s, k in zip(specs, keys, strict=True)])
     recipe = Recipe(tuple(hidden_sizes(cfg.model)), instantiate(cfg.optimizer), cfg.batch_size)
     try:
-        engine = make_engine(kind, list(variants.values()), seeds, recipe, data.train.x, data.train.y)
-        _loop(engine, specs, recorders, slot, data, val, progress)
+        engine = make_engine(kind, list(variants.values()), seeds, recipe, where.data.train.x, where.data.train.y)
+        _loop(engine, specs, recorders, slot, where)
     except (KeyboardInterrupt, UserError):
         raise
     except Exception as err:
@@ -351,10 +345,10 @@ def _attempt(
     return None
 
 
-def _loop(engine, specs, recorders, slot, data, val, progress: Progress) -> None:
+def _loop(engine, specs, recorders, slot, where: _Where) -> None:
     from . import diagnostics as diag
 
-    cfg = specs[0].cfg
+    cfg, data, val, progress = specs[0].cfg, where.data, where.val, where.progress
     probe_x, probe_y = data.test.x[:PROBE_SIZE], data.test.y[:PROBE_SIZE]
     alive = [i for i, rec in enumerate(recorders) if rec.status == runs.RUNNING]
     for epoch in range(1, cfg.epochs + 1):
