@@ -37,6 +37,19 @@ def test_groups_go_to_the_least_loaded_task() -> None:
         Executor("local", processes=0)
 
 
+def test_a_finished_sweep_resumed_on_an_executor_submits_nothing(tiny_cfg, tmp_path: Path, monkeypatch) -> None:
+    from actcompare.experiment import RunSpec, run_group
+
+    def specs(*extra: str) -> list[RunSpec]:
+        return [RunSpec(tiny_cfg(f"seed={s}", "epochs=1", *extra), tmp_path / f"relu-{s}") for s in (0, 1)]
+
+    first = run_group(specs())
+    monkeypatch.setattr(Executor, "run", lambda *a, **k: pytest.fail("a task was submitted"))
+    again = run_group(specs("resume=true"), executor=Executor("local", processes=2))
+    assert [r["run_id"] for r in again] == [r["run_id"] for r in first]
+    assert {r["status"] for r in again} == {"completed"}
+
+
 def test_slurm_groups_are_one_array_with_the_configured_resources(tmp_path: Path, monkeypatch) -> None:
     """submitit's sbatch script for 3 groups, as it would reach sbatch (captured instead of submitted)."""
     script = tmp_path / "sbatch.sh"

@@ -174,7 +174,7 @@ def run_group(
         ([todo[g] for g in group], "single" if engine != "stacked" or group[0] in alone else "stacked")
         for group in groups
     ]
-    if remote:
+    if remote and work:  # (nothing left to train, e.g. a resumed finished sweep: no task at all)
         assert executor is not None
         _run_tasks(executor, specs, configs, work, threads, run_logs, results)
     else:
