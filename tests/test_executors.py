@@ -92,7 +92,8 @@ EXECUTORS = {
 
 # Not for slurm: a task SIGKILLed there ends without a result file, and only sacct (Slurm's accounting)
 # tells submitit that it ended; the single-node Slurm this was tried on had no accounting, and the
-# sweep waited. Same code path as local's once submitit reports the job ended.
+# sweep waited. Same code path as local's once submitit reports the job ended. A task stopped by a
+# signal says so itself: test_a_cancelled_slurm_task_leaves_only_its_group.
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["local"])
 def test_a_killed_task_leaves_only_its_group_and_resume_redoes_only_that(
@@ -171,3 +172,41 @@ def test_slurm_tasks_give_the_in_process_numbers(start_run_py, tmp_path: Path) -
     a, b = (frames[n].reset_index(drop=True) for n in ("s", "h"))
     assert ((a["test_loss"] - b["test_loss"]).abs() <= 1e-4 * b["test_loss"].abs()).all()
     assert ((a["test_acc"] - b["test_acc"]).abs() <= 0.003).all()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_cancelled_slurm_task_leaves_only_its_group(start_run_py, extra_conf: str, tmp_path: Path) -> None:
+    """scancel of one array task (SIGTERM, as preemption or a time limit sends): its runs are recorded
+    interrupted with their epochs, the other task's runs complete, and resume=true redoes only those."""
+    import subprocess
+    import time
+
+    sweep = tmp_path / "sweep"
+    args = ("-m", "activation=relu,slow", "batch_size=32,64", "epochs=15", *EXECUTORS["slurm"], extra_conf)
+    proc = start_run_py(*args, f"hydra.sweep.dir={sweep}")
+    deadline, job = time.monotonic() + 120, None
+    while job is None and time.monotonic() < deadline:  # the batch-32 task, once it has an epoch on disk
+        for path in sweep.glob("*batch_size=32*/metrics.csv"):
+            record = read_json(path.parent / "run.json")
+            if len(path.read_text().splitlines()) > 1 and "task" in record:
+                job = record["task"]["job_id"]
+        time.sleep(0.2)
+    assert job is not None, "no epoch of the batch-32 group within 120 s"
+    subprocess.run(["scancel", job], check=True)
+    res = proc.wait()
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert "TaskInterrupted" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+    first = {p.parent.name: read_json(p) for p in sweep.glob("*/run.json")}
+    status = {(r["activation"], r["config"]["batch_size"]): r["status"] for r in first.values()}
+    assert status == {("relu", 32): "interrupted", ("slow", 32): "interrupted"} | {
+        ("relu", 64): "completed",
+        ("slow", 64): "completed",
+    }
+    assert all(r["epochs_completed"] >= 1 for r in first.values())
+    again = start_run_py(*args, f"hydra.sweep.dir={sweep}", "resume=true").wait()
+    assert again.returncode == 0, again.stderr[-3000:]
+    for name, record in first.items():
+        now = read_json(sweep / name / "run.json")
+        assert now["status"] == "completed"
+        assert (now["started"] == record["started"]) == (record["config"]["batch_size"] == 64), name

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("inprocess", "local", "slurm")
 # The line of a Python traceback that names the exception: "package.module.SomeError: what happened"
-_RAISED = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)): (?P<message>.*)$", re.M)
+_RAISED = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt(?:ed)?|Exit)): (?P<message>.*)$", re.M)
 POLL_SECONDS = 2.0  # how often the sweep looks at its tasks (and their metrics.csv, for the progress)
 
 
@@ -47,6 +47,12 @@ class TaskEnded(Exception):
     def __init__(self, message: str, user_error: str | None = None) -> None:
         super().__init__(message)
         self.user_error = user_error
+
+
+class TaskInterrupted(Exception):
+    """A task stopped by a signal (SIGTERM from scancel, preemption or a time limit; Ctrl-C), its runs
+    recorded as interrupted. An Exception, not a KeyboardInterrupt: submitit then keeps it as the
+    task's result, so the sweep learns at once that the task ended, without asking the scheduler."""
 
 
 @dataclass

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import runs
 from .engines.plan import MEMORY_SHARE, plan
 from .errors import ConfigError, UserError
-from .executors import Executor, TaskEnded
+from .executors import Executor, TaskEnded, TaskInterrupted
 from .loop import LOG_FORMAT, Progress, RunSpec, train_group
 from .recorder import RunRecorder, existing, written_here
 from .schema import hidden_sizes, validate
@@ -218,6 +218,8 @@ def train_task(
             )
             for specs, kind in groups
         ]
+    except KeyboardInterrupt:  # the runs are recorded as interrupted (train_group); say so as a result
+        raise TaskInterrupted("stopped by a signal (scancel, preemption, a time limit, Ctrl-C)") from None
     finally:
         progress.close()
 
