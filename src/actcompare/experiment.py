@@ -165,7 +165,9 @@ def run_group(
     remote = executor is not None and executor.kind != "inprocess"
     if engine == "stacked":
         alone = random_in_training([specs[i] for i in todo])
-        cap = min(max_models or len(todo) or 1, executor.cap(len(todo)) if remote else len(todo) or 1)
+        cap = max_models or max(len(todo), 1)
+        if remote:  # every task gets work
+            cap = min(cap, executor.cap(len(todo)))
         groups = plan([configs[i] for i in todo], cap, sorted(alone))
     else:
         alone, groups = set(), [[i] for i in range(len(todo))]
@@ -246,11 +248,13 @@ def _run_tasks(
     ]
     jobs = [i for idx, _ in work for i in idx]
     progress = Progress(sum(costs))
+    rows = dict.fromkeys(jobs, 0)  # epochs seen on disk per run; a run seen finished is not read again
 
     def poll() -> None:  # the tasks' progress, from the rows of their runs' metrics.csv
-        done = sum(min(_rows(specs[i].out_dir / "metrics.csv"), configs[i]["epochs"]) for i in jobs)
-        if done > progress.done:
-            progress.update(done - progress.done, f"{len(tasks)} task(s) on {executor.kind}")
+        for i in [i for i, n in rows.items() if n < configs[i]["epochs"]]:
+            rows[i] = min(_rows(specs[i].out_dir / "metrics.csv"), configs[i]["epochs"])
+        if sum(rows.values()) > progress.done:
+            progress.update(sum(rows.values()) - progress.done, f"{len(tasks)} task(s) on {executor.kind}")
 
     try:
         outcomes = executor.run(train_task, args, poll)
