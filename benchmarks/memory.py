@@ -12,6 +12,7 @@ the estimate that sizes a sweep's groups (``memory_cap``: half the free memory o
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     p = parser(__doc__, epochs=1)
     p.add_argument("--models", default="4,32,128", help="group sizes, multiples of 4 (default 4,32,128)")
     p.add_argument("--train-samples", type=int, default=6400, help="training images (default 6400: 100 steps)")
-    p.add_argument("--child", type=int, help=argparse_hidden())
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)  # the child process's group size
     args = p.parse_args(argv)
     if args.child:
         return child(args)
@@ -83,12 +84,6 @@ def main(argv=None) -> None:
             res.add("per_added_model", slope / 2**20, "MiB", f"from groups of {sizes[-2]} and {sizes[-1]}")
             res.add("per_group", (peaks[-1] - slope * sizes[-1]) / 2**20, "MiB", "the rest: allocator, autograd, ...")
             res.add("estimate_over_measured", estimate / slope, "x", "> 1: model_bytes bounds what a model adds")
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
