@@ -31,7 +31,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "outputs" / "benchmark"
-# The default comparison (README: python run.py -m activation=relu,sigmoid,tanh,leaky_relu).
+# The default comparison (python run.py -m activation=relu,sigmoid,tanh,leaky_relu).
 COMPARISON = ("relu", "sigmoid", "tanh", "leaky_relu")
 
 

@@ -6,7 +6,7 @@ share one stacked group?
 
 - ``lr_sweep``: ``actcompare -m experiment=lr_sweep`` (4 activations x 5 lrs x 2 seeds) as one group of
   40 (today) against groups of at most 8 (``hydra.launcher.max_models=8``: the 5 groups of 8 that one lr
-  per group gave before), on --lr-sweep-data (a subset by default, as the figures in the README).
+  per group gave before), on --lr-sweep-data (a subset by default, as the figures in docs/speed.md).
 - ``lr_optuna``: ``actcompare -m hparams_search=lr_optuna`` (40 trials x 5 epochs, full MNIST; Optuna
   asks 4 trials at a time) with each batch of 4 trials stacked (today) against one model at a time
   (``hydra.launcher.engine=single``).

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from actcompare import runs
+from actcompare.record import write_record
 
 # In this process, one torch thread: the tests' networks are tiny, and run.py processes started
 # by the tests may be using the other cores (several threads per process then oversubscribe them).
@@ -334,7 +334,7 @@ def write_run(
         "torch": "2",
         "device": "cpu",
     }
-    runs.write_record(folder / "run.json", record)  # the recorder's own writer
+    write_record(folder / "run.json", record)  # the recorder's own writer (actcompare.record)
     return folder
 
 

@@ -384,7 +384,7 @@ def test_tests_run_on_the_cpu() -> None:
     """conftest pins every test not marked gpu to the CPU (device=auto, and run.py children)."""
     import os
 
-    from actcompare.schema import resolve_device
+    from actcompare.engines import resolve_device
 
     assert not torch.cuda.is_available() and resolve_device("auto").type == "cpu"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""

@@ -323,7 +323,7 @@ def test_config_dir_adds_an_activation(procs) -> None:
 
 
 def test_help_explains_keys_defaults_launchers_and_presets(procs) -> None:
-    from actcompare.schema import LAUNCHERS, documented_keys
+    from actcompare.helptext import LAUNCHERS, documented_keys
 
     res, _ = result(procs, "help")
     assert res.returncode == 0, res.stderr[-3000:]

@@ -349,7 +349,7 @@ def _leaf_keys(node, prefix: str = "") -> list[str]:
 
 
 def test_help_documents_every_key_of_the_schema() -> None:
-    from actcompare.schema import documented_keys, help_text
+    from actcompare.helptext import documented_keys, help_text
 
     documented = {key: (default, meaning) for key, default, meaning in documented_keys()}
     for key in _leaf_keys(compose_cfg()):
@@ -376,3 +376,34 @@ def test_help_documents_every_key_of_the_schema() -> None:
 def test_help_config_is_selected() -> None:
     cfg = compose_cfg(return_hydra_config=True)
     assert cfg.hydra.help.template.startswith("actcompare: "), "config.yaml's defaults: override hydra/help: actcompare"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # inf passed the "> 0" check and trained (recorded diverged, exit 0); nan was refused
+        (["optimizer.lr=inf"], "optimizer.lr=inf is not allowed: use a finite number > 0"),
+        (["optimizer.lr=nan"], "optimizer.lr=nan is not allowed: use a finite number > 0"),
+        (["report.margin=inf"], "report.margin=inf is not allowed: use a finite number > 0"),
+        (["optimizer.weight_decay=inf"], "optimizer.weight_decay=inf is not allowed: use a finite number"),
+        (["optimizer.weight_decay=-inf"], "optimizer.weight_decay=-inf is not allowed: use a finite number"),
+        (["optimizer.betas=[0.9,inf]"], "optimizer.betas=[0.9, inf] is not allowed: use finite numbers"),
+        (["+optimizer.eps=nan"], "optimizer.eps=nan is not allowed: use a finite number"),
+        (["optimizer=sgd", "optimizer.momentum=inf"], "optimizer.momentum=inf is not allowed: use a finite number"),
+        (["optimizer=adamw", "optimizer.weight_decay=nan"], "optimizer.weight_decay=nan is not allowed"),
+        (["activation=leaky_relu", "activation.module.negative_slope=inf"], "activation.module.negative_slope=inf"),
+        (["activation=elu", "activation.module.alpha=nan"], "activation.module.alpha=nan is not allowed"),
+    ],
+)
+def test_validate_refuses_non_finite_floats(overrides: list[str], expected: str) -> None:
+    problems = validate(compose_cfg(overrides))
+    assert len(problems) == 1 and problems[0].startswith(expected) and "\n" not in problems[0], problems
+
+
+def test_an_open_activation_bound_may_be_inf() -> None:
+    """Hardtanh(max_val=inf) is a real choice (no upper clip); nan never is."""
+    hardtanh = ["activation.module._target_=torch.nn.Hardtanh", "+activation.module.min_val=-inf"]
+    assert validate(compose_cfg([*hardtanh, "+activation.module.max_val=inf"])) == []
+    assert validate(compose_cfg([*hardtanh, "+activation.module.max_val=nan"])) == [
+        "activation.module.max_val=nan is not allowed: use a finite number"
+    ]

@@ -1,5 +1,6 @@
 """The report's figures on small synthetic sweeps (run folders written directly, no training): what each
-figure draws, read back from its matplotlib axes (``save`` is replaced so the figure stays open)."""
+figure draws, read back from its matplotlib axes (``style.save`` is replaced so the figure stays open).
+The numbers drawn are the statistics module's (``S``): a figure and a table cannot disagree."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from scipy import stats
 
 from actcompare.report import figures as F
+from actcompare.report import stats as S
+from actcompare.report.figures import style
 from actcompare.report.load import load_sweep
 
 from .conftest import write_run
@@ -28,11 +31,11 @@ def drawn(monkeypatch) -> list:
 
     figs: list = []
 
-    def keep(fig, path):
+    def keep(fig, path, pdf=False):
         figs.append(fig)
         return [Path(path)]
 
-    monkeypatch.setattr(F, "save", keep)
+    monkeypatch.setattr(style, "save", keep)
     yield figs
     for fig in figs:
         plt.close(fig)
@@ -80,7 +83,7 @@ def comparisons_of(sweep, baseline: str = "relu", verdicts: dict | None = None) 
         for k in keys:
             same = same[same[k].astype(str) == str(g[k].iloc[0])]
         base = same["group"].iloc[0]
-        d = F.paired_seed_diffs(sweep, group, base)
+        d = S.paired_seed_diffs(sweep, group, base)
         lo, hi = stats.ttest_1samp(d.to_numpy(), 0).confidence_interval() if d.std() > 0 else (math.nan, math.nan)
         row = {
             "group": group,
@@ -137,7 +140,7 @@ def test_forest_one_dot_per_shared_seed_ci_margin_and_verdicts(paired: Path, dra
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert set(labels) == {"tanh", "sigmoid"}
     for i, label in enumerate(labels):
-        want = sorted(100 * F.paired_seed_diffs(sweep, label, "relu").to_numpy())
+        want = sorted(100 * S.paired_seed_diffs(sweep, label, "relu").to_numpy())
         dots = [ln for ln in points(ax) if ln.get_marker() == "o" and np.allclose(ln.get_ydata(), -i, atol=0.4)]
         assert len(dots) == 1 and len(dots[0].get_xdata()) == 3  # seeds 0-2 only: sigmoid's seed 3 has no pair
         assert sorted(dots[0].get_xdata()) == pytest.approx(want)
@@ -172,7 +175,7 @@ def test_forest_puts_a_group_that_never_learned_off_the_scale(tmp_path: Path, dr
         run(tmp_path, "tanh", seed, 0.968 + 0.002 * seed)
         run(tmp_path, "sigmoid", seed, 0.1135)  # stuck on one digit
     sweep = load_sweep([tmp_path])
-    assert set(F.not_learning_groups(sweep)) == {"sigmoid"}
+    assert set(S.not_learning_groups(sweep)) == {"sigmoid"}
     F.plot_forest(sweep, comparisons_of(sweep), 0.002, Path("forest.png"))
     ax = drawn[0].axes[0]
     lo, hi = ax.get_xlim()
@@ -187,7 +190,7 @@ def test_forest_puts_a_group_that_never_learned_off_the_scale(tmp_path: Path, dr
 
 def test_difference_curves_are_paired_by_seed_with_t_bands(paired: Path, drawn: list) -> None:
     sweep = load_sweep([paired])
-    st = F.paired_epoch_diffs(sweep, "sigmoid", "relu")
+    st = S.paired_epoch_diffs(sweep, "sigmoid", "relu")
     res = sweep.results.merge(sweep.runs[["run", "group"]], on=["run", "group"])
     for epoch, row in st.iterrows():
         at = res[res["epoch"] == epoch]
@@ -287,7 +290,7 @@ def test_searched_key_gets_no_panel_per_trial(tmp_path: Path, drawn: list) -> No
     assert [ax.get_title().split(":")[0] for ax in panels] == ["relu", "tanh"]
     assert all("12 settings of optimizer.lr" in ax.get_title() for ax in panels)
     assert any(ax.get_label() == "<colorbar>" for ax in drawn[0].axes)
-    best, _ = F.best_groups(sweep)
+    best, _ = S.best_groups(sweep, F.panel_keys(sweep))
     assert len(best) == 2  # each activation's best setting, drawn thick
     F.plot_vs_key(sweep, None, "optimizer.lr", Path("v.png"))
     assert drawn[1].axes[0].get_xscale() == "log"
@@ -392,7 +395,72 @@ def test_build_report_writes_the_headline_figures(paired: Path, tmp_path: Path) 
     written = build_report([paired], out=tmp_path / "r")
     for name in ("forest.png", "diff_curves.png"):
         assert name in written and (tmp_path / "r" / name).read_bytes()[:4] == b"\x89PNG"
-        assert (tmp_path / "r" / name).with_suffix(".pdf").exists()
+        assert not (tmp_path / "r" / name).with_suffix(".pdf").exists()  # PDFs only on request
+    written = build_report([paired], out=tmp_path / "r", pdf=True)
+    for name in ("forest.png", "diff_curves.png"):
+        pdf = (tmp_path / "r" / name).with_suffix(".pdf")
+        assert pdf.name in written and pdf.read_bytes()[:4] == b"%PDF"
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "(forest.pdf)" in text
+    build_report([paired], out=tmp_path / "r")  # again without: the earlier PDFs are removed, none linked
+    assert not list((tmp_path / "r").glob("*.pdf")) and ".pdf)" not in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_figure_list_for_report_md(paired: Path, tmp_path: Path, monkeypatch) -> None:
+    """build_report hands markdown.render (title, file, kind, has_pdf) per figure, kind by what it is for."""
+    from actcompare.report import build as B
+
+    seen = {}
+
+    def render(sweep, paths, summary, best, figures, facts, all_pairs):
+        seen["figures"] = list(figures)
+        return "report"
+
+    monkeypatch.setattr(B, "render", render)
+    B.build_report([paired], out=tmp_path / "r")
+    kinds = {file: (kind, has_pdf) for _, file, kind, has_pdf in seen["figures"]}
+    assert all(len(f) == 4 for f in seen["figures"])
+    for file in ("forest.png", "diff_curves.png", "test_accuracy.png"):
+        assert kinds[file] == ("decision", False)
+    assert kinds["train_loss.png"] == ("curves", False) and kinds["test_loss.png"] == ("curves", False)
+    B.build_report([paired], out=tmp_path / "r", pdf=True)
+    assert all(has_pdf for _, _, _, has_pdf in seen["figures"])
+
+
+def test_forest_draws_the_interval_the_verdict_used(paired: Path, drawn: list) -> None:
+    """With decision_low/high/level in the comparisons (verdicts.decision_intervals), the bar is that
+    interval, not the unadjusted 95 % CI, and the legend names its level."""
+    sweep = load_sweep([paired])
+    comp = comparisons_of(sweep, verdicts={"tanh": "equivalent", "sigmoid": "worse"})
+    comp["decision_low"], comp["decision_high"] = comp["diff"] - 0.004, comp["diff"] + 0.003
+    comp["decision_level"] = [0.975, 0.95]
+    F.plot_forest(sweep, comp, 0.001, Path("forest.png"))
+    ax = drawn[0].axes[0]
+    bars = sorted(x for ln in ax.get_lines() if ln.get_linewidth() == pytest.approx(2.4) for x in ln.get_xdata())
+    want = sorted(100 * (d + e) for d in comp["diff"] for e in (-0.004, 0.003))
+    assert bars == pytest.approx(want)
+    legend = [t.get_text() for t in drawn[0].legends[0].get_texts()]
+    assert any("interval the verdict used (95 %-97.5 %" in t for t in legend), legend
+
+
+def test_activation_shapes_are_drawn_once_then_cached(tmp_path: Path, monkeypatch) -> None:
+    from actcompare.report.figures import activations as A
+
+    monkeypatch.setenv("ACTCOMPARE_CACHE_DIR", str(tmp_path / "cache"))
+    modules = {"relu": {"_target_": "torch.nn.ReLU"}, "tanh": {"_target_": "torch.nn.Tanh"}}
+    first = A.activation_shapes(modules, tmp_path / "a" / "activations.png")
+    assert first == [tmp_path / "a" / "activations.png"] and first[0].read_bytes()[:4] == b"\x89PNG"
+    assert len(list((tmp_path / "cache").glob("activations-*.png"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("drawn again")
+
+    monkeypatch.setattr(A, "plot_activation_shapes", fail)
+    (tmp_path / "b").mkdir()
+    again = A.activation_shapes(modules, tmp_path / "b" / "activations.png")
+    assert again[0].read_bytes() == first[0].read_bytes()  # the cached copy
+    with pytest.raises(AssertionError, match="drawn again"):  # other activations: another key
+        A.activation_shapes({"relu": {"_target_": "torch.nn.ReLU"}}, tmp_path / "b" / "activations.png")
 
 
 def test_plot_activations_command_draws_packaged_and_own_configs(tmp_path: Path, capsys) -> None:

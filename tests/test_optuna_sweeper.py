@@ -4,6 +4,7 @@ journal file. Tiny apps only: no training (test_optuna.py runs the preset end to
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, IntegrationTestSuite
 from omegaconf import OmegaConf
 
-from hydra_plugins.actcompare.optuna_sweeper import OptunaSweeper, Space, parse_params
+from hydra_plugins.actcompare.optuna_sweeper import OptunaSweeper, Space, make_storage, parse_params
 
 optuna = pytest.importorskip("optuna", reason="the optional optuna extra is not installed")
 
@@ -242,3 +243,156 @@ def test_a_journal_file_continues_one_study(hydra_sweep_runner, tmp_path: Path) 
     study = _journal_study(journal)
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
     assert [t.value for t in study.trials] == first + second
+
+
+# ---------------------------------------------------------------- a damaged journal
+
+
+def _journal_trials(journal: Path, n_trials: int) -> list:
+    """Open the journal as the sweeper does (make_storage), run the study up to n_trials trials with
+    a cheap objective, and return its trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="actcompare", storage=make_storage(str(journal)), load_if_exists=True)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=n_trials - len(study.trials))
+    return study.trials
+
+
+def _states(data: bytes, tmp_path: Path) -> list[str]:
+    """The states of the trials Optuna itself reads from these (whole) journal records."""
+    copy = tmp_path / "intact.journal"
+    copy.write_bytes(data)
+    try:
+        return [t.state.name for t in _journal_study(copy).trials]
+    except KeyError:  # not even the study's creation record
+        return []
+    finally:
+        copy.unlink()
+
+
+@pytest.fixture(scope="module")
+def real_journal(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a real journal: a study of 4 finished trials."""
+    journal = tmp_path_factory.mktemp("journal") / "study.journal"
+    assert len(_journal_trials(journal, 4)) == 4
+    return journal.read_bytes()
+
+
+def test_a_torn_last_record_is_cut_off_and_the_study_continues(real_journal: bytes, tmp_path: Path, caplog) -> None:
+    """A writer killed mid-write leaves its last line without its newline. Cut there at offsets
+    across the file (inside the first, a middle and the last record, and just before the last
+    newline): the next run keeps the whole records before the cut, moves the torn bytes to
+    <journal>.torn-<time> (one warning) and runs the study on to its total. Before the fix, Optuna
+    appended onto the torn line and the study stopped for good with a JSONDecodeError."""
+    ends = [i + 1 for i, b in enumerate(real_journal) if b == ord("\n")]
+    assert len(ends) > 8 and ends[-1] == len(real_journal)
+    cuts = [ends[0] - 5, ends[len(ends) // 2] + 7, ends[-2] + 1, len(real_journal) - 1]
+    for cut in cuts:
+        folder = tmp_path / str(cut)
+        folder.mkdir()
+        journal = folder / "study.journal"
+        journal.write_bytes(real_journal[:cut])
+        whole = real_journal[: real_journal.rfind(b"\n", 0, cut) + 1]
+        before = _states(whole, folder)  # the trial whose record was cut may stay RUNNING, as Optuna read it
+        caplog.clear()
+        trials = _journal_trials(journal, 6)
+        assert [t.number for t in trials] == list(range(6)), f"cut at byte {cut}"
+        assert [t.state.name for t in trials] == before + ["COMPLETE"] * (6 - len(before))
+        data = journal.read_bytes()
+        assert data.startswith(whole) and data.endswith(b"\n"), "the whole records are kept, nothing lost"
+        assert all(json.loads(line) for line in data.splitlines()), "every line is a record"
+        (torn,) = folder.glob("study.journal.torn-*")
+        assert torn.read_bytes() == real_journal[len(whole) : cut], "the removed bytes are kept"
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and str(journal) in warnings[0] and torn.name in warnings[0]
+
+
+def test_a_journal_damaged_by_an_append_onto_a_torn_record_is_repaired(real_journal: bytes, tmp_path: Path) -> None:
+    """What the old code left: a torn record with a whole one appended onto it, as the last line
+    (Optuna skips it when it reads). It is cut off like a torn record and the study continues."""
+    lines = real_journal.splitlines(keepends=True)
+    journal = tmp_path / "study.journal"
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][:20] + lines[-1])
+    before = _states(b"".join(lines[:-1]), tmp_path)
+    trials = _journal_trials(journal, 6)
+    assert [t.state.name for t in trials] == before + ["COMPLETE"] * (6 - len(before))
+    (torn,) = tmp_path.glob("study.journal.torn-*")
+    assert torn.read_bytes() == lines[-1][:20] + lines[-1]
+
+
+def test_a_journal_damaged_in_the_middle_is_refused_in_one_line(real_journal: bytes, tmp_path: Path) -> None:
+    lines = real_journal.splitlines(keepends=True)
+    journal = tmp_path / "study.journal"
+    damaged = b"".join(lines[:2]) + lines[2][:10] + b"\n" + b"".join(lines[3:])
+    journal.write_bytes(damaged)
+    with pytest.raises(HydraException) as info:
+        make_storage(str(journal))
+    message = str(info.value)
+    assert f"{journal}: line 3 of {len(lines)} is damaged (not JSON" in message and "head -n 2" in message
+    assert "\n" not in message
+    assert journal.read_bytes() == damaged and not list(tmp_path.glob("*.torn-*")), "refused: nothing changed"
+
+
+def test_a_record_torn_while_the_study_runs_is_cut_before_the_next_append(real_journal: bytes, tmp_path: Path) -> None:
+    """Another machine's writer killed mid-write while this study runs: this process's next append
+    first cuts the torn line off (under the journal's lock), so nothing lands on it."""
+    journal = tmp_path / "study.journal"
+    journal.write_bytes(real_journal)
+    study = optuna.load_study(study_name="actcompare", storage=make_storage(str(journal)))
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code":4,"worker_id":"elsewhere","trial_')
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert [t.state.name for t in _journal_study(journal).trials] == ["COMPLETE"] * 6
+    assert [json.loads(line)["op_code"] for line in journal.read_bytes().splitlines()]
+    (torn,) = tmp_path.glob("study.journal.torn-*")
+    assert torn.read_bytes() == b'{"op_code":4,"worker_id":"elsewhere","trial_'
+
+
+def test_a_torn_record_is_cut_only_under_the_journal_lock(real_journal: bytes, tmp_path: Path) -> None:
+    """While another process holds Optuna's lock on the journal (it may be mid-append), the torn
+    looking tail is left alone; the repair waits for the lock."""
+    import threading
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    journal = tmp_path / "study.journal"
+    journal.write_bytes(real_journal[:-9])
+    other = JournalFileSymlinkLock(str(journal))
+    assert other.acquire()
+    opened = threading.Thread(target=make_storage, args=(str(journal),))
+    opened.start()
+    opened.join(timeout=0.5)
+    assert opened.is_alive() and journal.read_bytes() == real_journal[:-9], "waits, touches nothing"
+    other.release()
+    opened.join(timeout=10)
+    assert not opened.is_alive() and journal.read_bytes().endswith(b"\n")
+    assert len(list(tmp_path.glob("study.journal.torn-*"))) == 1
+
+
+@pytest.mark.slow
+def test_the_preset_continues_a_study_from_a_torn_journal(run_py, tmp_path: Path) -> None:
+    """End to end: hparams_search=lr_optuna on a journal whose last record a killed writer cut
+    (trial 1 running, its tell half-written) trains the one missing trial and exits 0."""
+    from .test_optuna import TINY
+
+    journal = tmp_path / "study.journal"
+    study = optuna.create_study(
+        study_name="lr_per_activation", storage=make_storage(str(journal)), direction="maximize"
+    )
+    for _ in range(2):
+        trial = study.ask()
+        trial.suggest_categorical("activation", ["relu", "sigmoid", "tanh", "leaky_relu"])
+        trial.suggest_float("optimizer.lr", 1e-4, 1e-1, log=True)
+    study.tell(0, 0.5)
+    study.tell(1, 0.6)
+    data = journal.read_bytes()
+    journal.write_bytes(data[:-12])  # the last record, trial 1's tell, cut
+    sweep = tmp_path / "sweep"
+    res = run_py(
+        "-m", "hparams_search=lr_optuna", *TINY, f"hydra.sweeper.storage={journal}", f"hydra.sweep.dir={sweep}"
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    said = [line for line in (res.stdout + res.stderr).splitlines() if "cut off mid-write" in line]
+    assert len(said) == 1 and str(journal) in said[0], res.stdout[-3000:]
+    assert len(list(sweep.glob("*/run.json"))) == 1, "one new trial: the study holds 3"
+    trials = optuna.load_study(study_name="lr_per_activation", storage=make_storage(str(journal))).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING", "COMPLETE"]

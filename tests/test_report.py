@@ -66,7 +66,7 @@ def test_files_are_written(report: dict[str, Path], sweep_dir: Path) -> None:
         assert path.exists(), name
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == PNG_MAGIC, name
-            assert path.with_suffix(".pdf").read_bytes()[:4] == b"%PDF", f"{name}: no PDF beside it"
+            assert not path.with_suffix(".pdf").exists(), f"{name}: a PDF without report.pdf"
     assert not list(sweep_dir.glob(".*.tmp")), "temporary files left behind"
 
 
@@ -117,7 +117,7 @@ def test_report_md_sentences(report, sweep_dir: Path) -> None:
     for plot in PLOTS:
         assert f"]({plot})" in text, plot
     assert "baseline **relu**" in text
-    assert "sigmoid − relu = " in text and "paired over 3 seeds" in text and "**undecided**" in text
+    assert "**sigmoid vs relu: undecided**" in text and "paired over 3 seeds" in text
     assert "## Setup" in text and "| epochs |" in text and "## What this does not show" in text
     assert "'seed=range(0," in text  # the command that would settle it
     assert "**failed**" in text and "boom" in text and "**interrupted**" in text and "**running**" in text
@@ -455,3 +455,40 @@ def test_report_script_dedups_groups_by_identity_and_refuses_a_shared_label(tmp_
     res = _script(str(sweep), str(tmp_path / "clash"), "--out", str(tmp_path / "bad"))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "shared by two different activation configs" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_summary_row_without_a_p_says_why(tmp_path: Path) -> None:
+    """prelu (its own module and learnt slope) pairs with relu on the seeds both ran, like any other
+    activation; a row that gets no p says why in summary.csv's why column (before, the column was
+    dropped, so a row with no p had no reason): here prelu at an lr relu never ran, and tanh with
+    one seed shared with relu (its other runs failed)."""
+    accs = [0.95, 0.96, 0.955]
+    for lr in (0.001, 0.01):
+        for seed, acc in enumerate(accs):
+            opt = {"_target_": "torch.optim.Adam", "lr": lr}
+            write_run(tmp_path / f"relu-{lr}-{seed}", "relu", seed, (0.9, acc), optimizer=opt)
+            prelu_lr = lr if lr == 0.001 else 0.003
+            popt = {"_target_": "torch.optim.Adam", "lr": prelu_lr}
+            write_run(
+                tmp_path / f"prelu-{prelu_lr}-{seed}",
+                "prelu",
+                seed,
+                (0.9, acc + 0.002 * (seed + 1)),
+                module="torch.nn.PReLU",
+                optimizer=popt,
+            )
+            status = "completed" if lr == 0.001 or seed == 0 else "failed"
+            write_run(tmp_path / f"tanh-{lr}-{seed}", "tanh", seed, (0.9, acc - 0.001), status=status, optimizer=opt)
+    summary = summarize(load_sweep([tmp_path])).set_index(["activation", "optimizer.lr"])
+    paired = summary.loc[("prelu", "0.001")]
+    assert paired["n_pairs"] == 3 and paired["p_diff"] > 0 and paired["why"] == ""
+    alone = summary.loc[("prelu", "0.003")]
+    assert math.isnan(alone["p_diff"]) and alone["why"] == "no relu run at optimizer.lr=0.003 to pair it with"
+    one_seed = summary.loc[("tanh", "0.01")]
+    assert one_seed["n_pairs"] == 1 and math.isnan(one_seed["p_diff"]) and "one shared seed" in one_seed["why"]
+    assert (summary.loc[[("relu", "0.001"), ("relu", "0.01")], "why"] == "").all()
+    from actcompare.report.markdown import findings
+
+    full = summarize(load_sweep([tmp_path]))
+    text = "\n".join(findings(full, full.attrs["comparisons"], "relu"))
+    assert "**prelu, optimizer.lr=0.003: not compared**: no relu run at optimizer.lr=0.003 to pair it with." in text

@@ -13,7 +13,10 @@ from omegaconf import OmegaConf
 
 # Registers the typed config schema (config_schema) in Hydra's ConfigStore, which conf/config.yaml
 # names in its defaults: any compose() after `import actcompare...` then finds it.
-from . import schema  # noqa: F401
+from . import (
+    helptext,  # noqa: F401  (the resolvers conf/ names: actcompare.help, .env, .direction)
+    schema,  # noqa: F401
+)
 from .runs import BOOKKEEPING_KEYS
 
 # conf/config.yaml's folder names leave out the bookkeeping keys: one list, from runs.py.

@@ -164,6 +164,9 @@ def guard(main: Callable[[], Any]) -> None:
         sys.exit(config_error(err))
     except Exception as err:
         _stopping()
+        callback = sys.modules.get("hydra_plugins.actcompare.callback")
+        if callback is not None:  # what the sweep made that holds no run is removed at exit; runs stay
+            callback.crashed()
         if full_error:
             raise
         first = next(iter(str(err).strip().splitlines()), "")
@@ -174,12 +177,34 @@ def guard(main: Callable[[], Any]) -> None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+# Hydra's flags that print something and exit (help, the config, completion): no "starting" line.
+_INFO_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"}
+
+
+def _say_starting() -> None:
+    """The command's first line, on stdout as Hydra's log lines and in their format, before the
+    imports and the composing that take the first seconds (the launcher then says what it does)."""
+    if _INFO_FLAGS.intersection(a.partition("=")[0] for a in sys.argv[1:]):
+        return
+    import time
+
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
+    what = "a sweep" if {"-m", "--multirun"}.intersection(sys.argv[1:]) else "a run"
+    print(f"[{stamp}][actcompare] starting {what}: importing torch, composing the configs ...", flush=True)
+
+
 def main() -> None:
     """``actcompare`` (console script) and ``python -m actcompare``: the same as run.py.
 
     The configs come from the installed package (pkg://actcompare.conf), so this works from any
     folder; --config-dir and hydra.searchpath add the user's own.
     """
+    _say_starting()  # before torch's imports (~2-3 s): a first line at once
+    from .stack import check_stack
+
+    check_stack()  # a broken torch/torchvision pair: one line, before Hydra makes any folder
+
     import hydra
 
     from .task import hydra_task  # here: the parent of a joblib/submitit sweep needs no more

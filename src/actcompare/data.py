@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from .errors import DataError
+
+log = logging.getLogger(__name__)
 
 # (file, torchvision reader) of each split, as torchvision reads them from <root>/MNIST/raw.
 RAW_FILES = {
@@ -136,6 +139,7 @@ def load_mnist(
 
     Cached per process (arguments must be hashable), so a sweep's jobs share one copy.
     """
+    log.info("reading MNIST from %s ...", root)  # a progress line (and a timestamp for benchmarks/overhead.py)
     device = torch.device(device)
     x_train, y_train, x_test, y_test = _load_uint8(str(root), download)
     check_sample_counts(root, train_samples, test_samples, len(y_train), len(y_test))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,10 @@ from . import runs
 from .engines.plan import MEMORY_SHARE, plan
 from .errors import ConfigError, UserError
 from .executors import Executor, TaskEnded, TaskInterrupted
-from .loop import LOG_FORMAT, Progress, RunSpec, train_group
-from .recorder import RunRecorder, existing, written_here
+from .interrupts import guard_worker, interrupt_caught
+from .loop import LOG_FORMAT, GroupJob, Progress, RunSpec, train_group
+from .record import METRICS, BadRecord, existing, read_record, task_ended, written_here
+from .recorder import RunRecorder
 from .schema import hidden_sizes, validate
 
 log = logging.getLogger(__name__)
@@ -91,7 +95,7 @@ def check_batch(specs: Sequence[RunSpec]) -> list[tuple[str, RunSpec]]:
     """Every problem of a batch that refuses it before anything is written: (problem, its job).
 
     Config problems (validate), and folders that already hold a run that this batch may not touch
-    (recorder.existing: another config there, or any run without resume=true)."""
+    (record.existing: another config there, or any run without resume=true)."""
     out: list[tuple[str, RunSpec]] = []
     for spec in specs:
         out += [(p, spec) for p in validate(spec.cfg)]
@@ -113,8 +117,8 @@ def shared_labels(specs: Sequence[Any], sweep: Path) -> list[str]:
     found = []
     for path in sorted(sweep.glob("**/run.json")) if sweep.is_dir() else []:
         try:
-            act = runs.read_record(path)["config"].get("activation")
-        except runs.BadRecord:
+            act = read_record(path)["config"].get("activation")
+        except BadRecord:
             continue
         if isinstance(act, dict) and isinstance(act.get("name"), str):
             spec = json.dumps(runs.canonical({k: v for k, v in act.items() if k != "name"}), sort_keys=True)
@@ -171,22 +175,30 @@ def run_group(
         groups = plan([configs[i] for i in todo], cap, sorted(alone))
     else:
         alone, groups = set(), [[i] for i in range(len(todo))]
-    # (job indices, engine) per group; a job that must train alone runs the per-run engine
-    work = [
-        ([todo[g] for g in group], "single" if engine != "stacked" or group[0] in alone else "stacked")
-        for group in groups
-    ]
+    # (job indices, the group) per group; a job that must train alone runs the per-run engine
+    work = []
+    for group in groups:
+        idx = [todo[g] for g in group]
+        kind = "single" if engine != "stacked" or group[0] in alone else "stacked"
+        job = GroupJob([specs[i] for i in idx], kind, threads, run_logs, configs=[configs[i] for i in idx])
+        work.append((idx, job))
+    if work:  # a progress line (and a timestamp for benchmarks/overhead.py)
+        sizes = sorted({len(idx) for idx, _ in work}, reverse=True)
+        log.info(
+            "planning: %d group(s) of %s model(s) (%s)%s",
+            len(work),
+            " or ".join(map(str, sizes)),
+            "/".join(sorted({job.kind for _, job in work})),
+            f"; {len(specs) - len(todo)} job(s) already recorded" if len(todo) < len(specs) else "",
+        )
     if remote and work:  # (nothing left to train, e.g. a resumed finished sweep: no task at all)
         assert executor is not None
-        _run_tasks(executor, specs, configs, work, threads, run_logs, results)
+        _run_tasks(executor, work, results)
     else:
         progress = Progress(sum(configs[i]["epochs"] for i in todo))
         try:
-            for idx, kind in work:
-                records = train_group(
-                    [specs[i] for i in idx], [configs[i] for i in idx], kind, threads, progress, run_logs
-                )
-                for i, record in zip(idx, records, strict=True):
+            for idx, job in work:
+                for i, record in zip(idx, train_group(job, progress), strict=True):
                     results[i] = record
         finally:
             progress.close()
@@ -196,30 +208,20 @@ def run_group(
     return [r for r in results if r is not None]
 
 
-def train_task(
-    groups: Sequence[tuple[Sequence[RunSpec], str]], threads: int | None, run_logs: bool, share: float = MEMORY_SHARE
-) -> list[list[dict]]:
+def train_task(groups: Sequence[GroupJob]) -> list[list[dict]]:
     """One executor task, in a process of its own: train its groups one after another, each recorded
-    into its jobs' folders exactly as in the sweep's process; returns each group's records."""
-    from .interrupts import guard_worker
-
+    into its jobs' folders exactly as in the sweep's process (the configs resolved here, in the task);
+    returns each group's records."""
     guard_worker()  # SIGTERM (scancel, preemption) records the runs as interrupted, like Ctrl-C
     if not logging.getLogger().handlers:  # submitit's task: its log lines go to the task's stderr file
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    import socket
-
-    import submitit
+    import submitit  # here: only an executor's task needs it, an in-process sweep never loads it
 
     env = submitit.JobEnvironment()
     task = {"executor": env.cluster, "job_id": env.job_id, "host": socket.gethostname()}
-    progress = Progress(sum(int(spec.cfg.epochs) for specs, _ in groups for spec in specs))
+    progress = Progress(sum(int(spec.cfg.epochs) for job in groups for spec in job.specs))
     try:
-        return [
-            train_group(
-                list(specs), [spec.config for spec in specs], kind, threads, progress, run_logs, task, share=share
-            )
-            for specs, kind in groups
-        ]
+        return [train_group(replace(job, task=task, configs=[]), progress) for job in groups]
     except KeyboardInterrupt:  # the runs are recorded as interrupted (train_group); say so as a result
         raise TaskInterrupted("stopped by a signal (scancel, preemption, a time limit, Ctrl-C)") from None
     finally:
@@ -227,70 +229,57 @@ def train_task(
 
 
 def _run_tasks(
-    executor: Executor,
-    specs: Sequence[RunSpec],
-    configs: Sequence[dict],
-    work: Sequence[tuple[list[int], str]],
-    threads: int | None,
-    run_logs: bool,
-    results: list[dict[str, Any] | None],
+    executor: Executor, work: Sequence[tuple[list[int], GroupJob]], results: list[dict[str, Any] | None]
 ) -> None:
-    """Hand the groups to ``executor``'s tasks and collect their records into ``results``. A task that
-    ended without returning (killed, out of memory, preempted, or raised) leaves only its own runs
-    unfinished: each is recorded as interrupted with the reason, and resume=true redoes only those."""
-    costs = [sum(configs[i]["epochs"] for i in idx) for idx, _ in work]
+    """Hand the groups to ``executor``'s tasks and collect their records into ``results`` (at the
+    groups' job indices). A task that ended without returning (killed, out of memory, preempted, or
+    raised) leaves only its own runs unfinished: each is recorded as interrupted with the reason, and
+    resume=true redoes only those."""
+    costs = [sum(config["epochs"] for config in job.configs) for _, job in work]
     tasks = executor.deal(costs)
     # local processes share this machine's memory: each plans its groups in its share of it
     share = MEMORY_SHARE / (len(tasks) if executor.kind == "local" else 1)
     args = [
-        ([([specs[i] for i in work[g][0]], work[g][1]) for g in task], threads or executor.threads(), run_logs, share)
+        ([replace(work[g][1], threads=work[g][1].threads or executor.threads(), share=share) for g in task],)
         for task in tasks
     ]
-    jobs = [i for idx, _ in work for i in idx]
+    runs_of = {i: (job.specs[n], job.configs[n], job.kind) for idx, job in work for n, i in enumerate(idx)}
     progress = Progress(sum(costs))
-    rows = dict.fromkeys(jobs, 0)  # epochs seen on disk per run; a run seen finished is not read again
+    rows = dict.fromkeys(runs_of, 0)  # epochs seen on disk per run; a run seen finished is not read again
 
     def poll() -> None:  # the tasks' progress, from the rows of their runs' metrics.csv
-        for i in [i for i, n in rows.items() if n < configs[i]["epochs"]]:
-            rows[i] = min(_rows(specs[i].out_dir / "metrics.csv"), configs[i]["epochs"])
+        for i in [i for i, n in rows.items() if n < runs_of[i][1]["epochs"]]:
+            rows[i] = min(_rows(runs_of[i][0].out_dir / METRICS), runs_of[i][1]["epochs"])
         if sum(rows.values()) > progress.done:
             progress.update(sum(rows.values()) - progress.done, f"{len(tasks)} task(s) on {executor.kind}")
 
     try:
         outcomes = executor.run(train_task, args, poll)
     except KeyboardInterrupt:  # the tasks were cancelled and recorded their runs; one killed first: here
-        from .interrupts import interrupt_caught
-
         interrupt_caught()
-        for i in jobs:
-            _unfinished(specs[i], configs[i], "stacked", "the sweep was interrupted (Ctrl-C)", start=False)
+        for spec, config, _ in runs_of.values():
+            _unfinished(spec, config, "stacked", "the sweep was interrupted (Ctrl-C)", start=False)
         raise
     finally:
         progress.close()
     stop = next((o.user_error for o in outcomes if isinstance(o, TaskEnded) and o.user_error), None)
     for n, (task, outcome) in enumerate(zip(tasks, outcomes, strict=True), start=1):
         if isinstance(outcome, BaseException):
-            reason = str(outcome)
-            if stop:  # a missing dataset, a bad config: the sweep stops with it below, as in one process
-                for g in task:
-                    for i in work[g][0]:
-                        results[i] = _unfinished(specs[i], configs[i], work[g][1], reason, start=False)
-                continue
-            log.error(
-                "task %d of %d ended without finishing (%s): its unfinished runs are recorded as interrupted; "
-                "resume=true redoes only those",
-                n,
-                len(tasks),
-                reason,
-            )
-            for g in task:
-                for i in work[g][0]:
-                    results[i] = _unfinished(specs[i], configs[i], work[g][1], reason)
+            if not stop:  # (a missing dataset, a bad config: the sweep stops with it below, as in one process)
+                log.error(
+                    "task %d of %d ended without finishing (%s): its unfinished runs are recorded as interrupted; "
+                    "resume=true redoes only those",
+                    n,
+                    len(tasks),
+                    outcome,
+                )
+            for i in (i for g in task for i in work[g][0]):
+                results[i] = _unfinished(*runs_of[i], str(outcome), start=not stop)
             continue
         for g, records in zip(task, outcome, strict=True):
             for i, record in zip(work[g][0], records, strict=True):
                 results[i] = record
-                written_here(specs[i].out_dir)
+                written_here(runs_of[i][0].out_dir)
     if stop:
         raise UserError(stop)
 
@@ -305,24 +294,12 @@ def _rows(path: Path) -> int:
 
 
 def _unfinished(spec: RunSpec, config: dict, kind: str, reason: str, start: bool = True) -> dict[str, Any] | None:
-    """The record of a run whose task ended: as the task left it when it recorded an end (failed,
-    interrupted, or finished before the task died); a run it left running is recorded here as
-    interrupted, its finished epochs kept; one it never started, too (``start``: else no folder, None)."""
-    path = spec.out_dir / "run.json"
-    try:
-        record = runs.read_record(path)
-    except runs.BadRecord:
-        record = None
-    if record is not None and runs.identity(record["config"]) == runs.identity(config):
-        if record["status"] != runs.RUNNING:
-            written_here(spec.out_dir)
-            return record
-        record.update(status=runs.INTERRUPTED, error=f"its task ended: {reason}")
-        runs.write_record(path, record)
-        written_here(spec.out_dir)
+    """The record of a run whose task ended (record.task_ended: as the task left it, a run left
+    running recorded as interrupted); one the task never started is recorded here as interrupted too
+    (``start``: else no folder, None)."""
+    record = task_ended(spec.out_dir, config, reason)
+    if record is not None or not start:
         return record
-    if not start:
-        return None
     rec = RunRecorder(
         spec.out_dir,
         config,

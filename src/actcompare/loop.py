@@ -1,9 +1,10 @@
 """The one epoch loop: one group of runs -> an engine -> one recorder per run.
 
-``train_group`` trains a group that ``engines.plan`` formed (stacked, or one model with the per-run
-engine) and records every run through ``recorder.RunRecorder``: the data on the device once, a group
-too large for the free memory split into parts, activations that fail a tiny batch failed alone, a
-group that raises later redone one model at a time, divergence and Ctrl-C recorded per run.
+Read top to bottom: a :class:`GroupJob` (a group that ``engines.plan`` formed: stacked, or one model
+with the per-run engine) -> :func:`train_group` (the data on the device once; a group too large for
+the free memory trained in parts) -> :func:`_record` (every run's folder started and finished,
+Ctrl-C recorded per run) -> :func:`_fit` (activations that fail a tiny batch failed alone, a group
+that raises later redone one model at a time) -> :func:`_loop` (the epochs; divergence per run).
 ``experiment.run_group`` calls it in the sweep's process, ``experiment.train_task`` in an executor's.
 """
 
@@ -13,7 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import runs
 from .data import MNISTTensors, load_mnist
-from .engines import Recipe, Variant, make_engine
-from .engines.plan import MEMORY_SHARE, free_memory, memory_cap, model_bytes, own_optimizer, plan, slots, variant_key
+from .diagnostics import probe
+from .engines import Engine, Recipe, Variant, make_engine, resolve_device
+from .engines.plan import MEMORY_SHARE, fit_memory, own_optimizer, slots, variant_key
 from .errors import ConfigError, UserError
+from .interrupts import interrupt_caught
 from .recorder import RunRecorder
-from .schema import hidden_sizes, resolve_device
+from .schema import hidden_sizes
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,46 @@ class RunSpec:
         return {k: v for k, v in config.items() if k != "hydra"}
 
 
+@dataclass
+class GroupJob:
+    """One group to train, as engines.plan formed it: its jobs, the engine, and how they train.
+    Built once (experiment.run_group); an executor's task gets it whole."""
+
+    specs: list[RunSpec]
+    kind: str = "stacked"  # the engine: "stacked" (one program for the group) or "single" (one model)
+    threads: int | None = None  # torch threads (None: the config's ``threads``, else torch's default)
+    run_logs: bool = False  # each run also writes its own run.log (the fused launcher)
+    task: dict[str, Any] | None = None  # which executor task trains it, for run.json
+    share: float = MEMORY_SHARE  # of the free memory the group may plan to take
+    configs: list[dict[str, Any]] = field(default_factory=list)  # each job's spec.config (filled in)
+
+    def __post_init__(self) -> None:
+        if not self.configs:
+            self.configs = [spec.config for spec in self.specs]
+
+    def part(self, jobs: Sequence[int]) -> GroupJob:
+        """The group of these jobs alone (a part that fits the free memory)."""
+        return replace(self, specs=[self.specs[i] for i in jobs], configs=[self.configs[i] for i in jobs])
+
+
+Data = tuple[MNISTTensors, tuple[torch.Tensor, torch.Tensor] | None]  # load_data's: (data, validation split)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """What every attempt at one group shares: its device, the progress display and the data."""
+
+    device: torch.device
+    progress: Progress
+    data: MNISTTensors
+    val: tuple[torch.Tensor, torch.Tensor] | None  # the validation split, or None
+
+    @property
+    def probe(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed test images the diagnostics look at every epoch."""
+        return self.data.test.x[:PROBE_SIZE], self.data.test.y[:PROBE_SIZE]
+
+
 class Progress:
     """Models x epochs done with an ETA: a tqdm bar on a terminal, a log line per epoch otherwise."""
 
@@ -84,164 +127,78 @@ class Progress:
             self.bar.close()
 
 
-def load_data(cfg: DictConfig, device: torch.device) -> tuple[MNISTTensors, tuple[torch.Tensor, torch.Tensor] | None]:
-    """MNIST on the device, and the validation split (the last data.val_samples training images,
-    which are then not trained on) or None."""
-    d = cfg.data
-    data = load_mnist(d.root, device, d.normalize, d.train_samples, d.test_samples, d.download)
-    n_val = d.get("val_samples") or 0
-    if not n_val:
-        return data, None
-    if n_val >= len(data.train):
-        raise ConfigError(f"data.val_samples={n_val} leaves no training images (the split has {len(data.train)})")
-    train = type(data.train)(data.train.x[:-n_val], data.train.y[:-n_val])
-    return type(data)(train=train, test=data.test), (data.train.x[-n_val:], data.train.y[-n_val:])
-
-
-def _preflight(variant: Variant, width: int, device: torch.device) -> str | None:
-    """Why an activation module fails on a tiny batch (forward and backward), or None."""
-    try:
-        module = variant.activation().to(device)
-        leaf = torch.randn(4, width, device=device, requires_grad=True)
-        module(leaf * 1.0).sum().backward()  # not the leaf itself: in-place modules (inplace=true) are fine
-    except Exception as err:
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job_logging format
-
-
-def run_extra(rec: RunRecorder) -> dict[str, str]:
-    """``extra=`` of a log line about one run: RunLogs puts it in that run's run.log only."""
-    return {"run_dir": str(rec.out)}
-
-
-class RunLogs(logging.Handler):
-    """While a group trains under the fused launcher: every line of actcompare's loggers goes to the
-    run.log of the run it is about (``extra=run_extra(rec)``), or, a line about the whole group
-    (its progress), to the run.log of every run of the group."""
-
-    def __init__(self, recorders: Sequence[RunRecorder]) -> None:
-        super().__init__(logging.INFO)
-        self.recorders = list(recorders)
-        self.setFormatter(logging.Formatter(LOG_FORMAT))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        target = getattr(record, "run_dir", None)
-        try:
-            line = self.format(record)
-            for rec in self.recorders:
-                if target is None or target == str(rec.out):
-                    rec.log_line(line)
-        except Exception:
-            self.handleError(record)
-
-
-def _end_line(rec: RunRecorder) -> None:
-    final = (rec.record.get("final") or {}).get("test_acc")
-    acc = f", final test accuracy {100 * float(final):.2f} %" if final is not None else ""
-    log.info(
-        "%s seed %s: %s after %s epoch(s)%s; files in %s",
-        *rec.ident.values(),
-        rec.record["status"],
-        rec.record.get("epochs_completed", 0),
-        acc,
-        rec.out,
-        extra=run_extra(rec),
-    )
-
-
-def train_group(
-    specs: Sequence[RunSpec],
-    configs: Sequence[dict],
-    kind: str,
-    threads: int | None,
-    progress: Progress,
-    run_logs: bool = False,
-    task: dict[str, Any] | None = None,
-    loaded: tuple[MNISTTensors, tuple[torch.Tensor, torch.Tensor] | None] | None = None,
-    share: float = MEMORY_SHARE,
-) -> list[dict[str, Any]]:
-    """Train one group (all configs share group_key) with engine ``kind``; record every run
-    (``task``: which executor task trained it, for run.json). A stacked group larger than the
-    device's free memory holds (engines.plan.memory_cap) trains as several, one after another.
-
-    The data is loaded before any run folder is written: a missing dataset leaves none behind."""
-    from .interrupts import interrupt_caught
-
-    cfg = specs[0].cfg
+def train_group(job: GroupJob, progress: Progress, loaded: Data | None = None) -> list[dict[str, Any]]:
+    """Train one group (every config shares group_key) and record every run; return run.json's dicts.
+    A stacked group larger than the device's free memory holds (engines.plan.fit_memory) trains as
+    several, one after another. The data is loaded before any run folder is written: a missing
+    dataset leaves none behind."""
+    cfg = job.specs[0].cfg
     device = resolve_device(cfg.device)
-    if threads or cfg.threads:
-        torch.set_num_threads(int(threads or cfg.threads))
+    if job.threads or cfg.threads:
+        torch.set_num_threads(int(job.threads or cfg.threads))
     data, val = loaded or load_data(cfg, device)
-    if kind == "stacked" and len(specs) > 1:
-        sizes, free = hidden_sizes(cfg.model), free_memory(device)
-        cap = memory_cap(free, sizes, int(cfg.batch_size), share)
-        if len(specs) > cap:
-            parts = plan(configs, cap)
-            log.info(
-                "a group of %d models needs ~%.1f GiB, %.1f GiB is free on %s: it trains as %d groups of at most "
-                "%d (%.0f %% of the free memory; hydra.launcher.max_models caps it lower)",
-                len(specs),
-                len(specs) * model_bytes(sizes, int(cfg.batch_size)) / 2**30,
-                free / 2**30,
-                device,
-                len(parts),
-                cap,
-                100 * share,
-            )
+    if job.kind == "stacked" and len(job.specs) > 1:
+        parts = fit_memory(job.configs, hidden_sizes(cfg.model), int(cfg.batch_size), device, job.share)
+        if len(parts) > 1:
             out: dict[int, dict[str, Any]] = {}
             for part in parts:
-                records = train_group(
-                    [specs[i] for i in part],
-                    [configs[i] for i in part],
-                    kind,
-                    threads,
-                    progress,
-                    run_logs,
-                    task,
-                    (data, val),
-                    share,
-                )
-                out.update(zip(part, records, strict=True))
-            return [out[i] for i in range(len(specs))]
-    group = {"size": len(specs)} if kind == "stacked" else None
-    recorders = [
-        RunRecorder(
+                out.update(zip(part, train_group(job.part(part), progress, (data, val)), strict=True))
+            return [out[i] for i in range(len(job.specs))]
+    recorders = _recorders(job, device, data, val)
+    handler = RunLogs(recorders) if job.run_logs else None
+    if handler is not None:
+        logging.getLogger("actcompare").addHandler(handler)
+    try:
+        _record(job.specs, recorders, job.kind, _Where(device, progress, data, val))
+    finally:
+        if handler is not None:
+            logging.getLogger("actcompare").removeHandler(handler)
+        for rec in recorders:
+            rec.close_log()
+    return [rec.record for rec in recorders]
+
+
+def _recorders(job: GroupJob, device: torch.device, data: MNISTTensors, val: Any) -> list[RunRecorder]:
+    """One recorder per run of the group; nothing is written yet."""
+    group = {"size": len(job.specs)} if job.kind == "stacked" else None
+    images = {"train": len(data.train), "val": len(val[1]) if val is not None else 0, "test": len(data.test)}
+    recorders = []
+    for spec, config in zip(job.specs, job.configs, strict=True):
+        rec = RunRecorder(
             spec.out_dir,
             config,
             overrides=spec.overrides,
             choices=spec.choices,
-            engine=kind,
+            engine=job.kind,
             device=str(device),
             threads=torch.get_num_threads(),
             group=group,
-            run_log=run_logs,
+            run_log=job.run_logs,
         )
-        for spec, config in zip(specs, configs, strict=True)
-    ]
-    images = {"train": len(data.train), "val": len(val[1]) if val is not None else 0, "test": len(data.test)}
-    for rec in recorders:  # what was really trained on: the report's setup block reads it
-        rec.record["images"] = images
-        if task:
-            rec.record["task"] = task
-    handler = RunLogs(recorders) if run_logs else None
-    if handler is not None:
-        logging.getLogger("actcompare").addHandler(handler)
+        rec.record["images"] = images  # what was really trained on: the report's setup block reads it
+        if job.task:
+            rec.record["task"] = job.task
+        recorders.append(rec)
+    return recorders
+
+
+def _record(specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, where: _Where) -> None:
+    """Start every run's folder, train the group, and finish every record whatever happens: Ctrl-C
+    records the running runs as interrupted, a UserError (bad data folder, full disk: every run would
+    fail) as failed, and both stop the sweep."""
     try:
         for spec, rec in zip(specs, recorders, strict=True):
             if spec.prepare is not None:
                 spec.prepare()
             rec.start()
-        _fit(specs, recorders, kind, _Where(device, progress, data, val))
+        _fit(specs, recorders, kind, where)
     except KeyboardInterrupt:
         interrupt_caught()
         for rec in recorders:
             if rec.status == runs.RUNNING:
                 rec.end(runs.INTERRUPTED)
         raise
-    except UserError as err:  # bad data folder, full disk: every run would fail, so stop the sweep
+    except UserError as err:
         for rec in recorders:
             if rec.status == runs.RUNNING:
                 rec.end(runs.FAILED, error=str(err))
@@ -255,21 +212,6 @@ def train_group(
             except UserError as err:  # the disk is full: say so once, keep what is there
                 log.error("%s", err)
             _end_line(rec)
-        if handler is not None:
-            logging.getLogger("actcompare").removeHandler(handler)
-        for rec in recorders:
-            rec.close_log()
-    return [rec.record for rec in recorders]
-
-
-@dataclass(frozen=True)
-class _Where:
-    """What every attempt at one group shares: its device, the progress display and the data."""
-
-    device: torch.device
-    progress: Progress
-    data: MNISTTensors
-    val: tuple[torch.Tensor, torch.Tensor] | None  # the validation split, or None
 
 
 def _fit(specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, where: _Where) -> None:
@@ -345,54 +287,26 @@ def _attempt(specs: Sequence[RunSpec], recorders: list[RunRecorder], kind: str, 
     return None
 
 
-def _loop(engine, specs, recorders, slot, where: _Where) -> None:
-    from . import diagnostics as diag
-
-    cfg, data, val, progress = specs[0].cfg, where.data, where.val, where.progress
-    probe_x, probe_y = data.test.x[:PROBE_SIZE], data.test.y[:PROBE_SIZE]
+def _loop(
+    engine: Engine, specs: Sequence[RunSpec], recorders: list[RunRecorder], slot: list[int], where: _Where
+) -> None:
+    """The epochs: every model trains and is evaluated, each run records its row; a run that diverges
+    stops (its columns keep training in a stacked group, but touch no other model)."""
+    cfg, test = specs[0].cfg, where.data.test
     alive = [i for i, rec in enumerate(recorders) if rec.status == runs.RUNNING]
     for epoch in range(1, cfg.epochs + 1):
         tic, trained = time.perf_counter(), len(alive)
-        train_loss, train_acc = engine.train_epoch()
-        test_loss, test_acc = engine.evaluate(data.test.x, data.test.y)
-        val_loss, val_acc = engine.evaluate(*val) if val is not None else (None, None)
-        if data.test.x.device.type == "cuda":
-            torch.cuda.synchronize()
+        scores = _scores(engine, where)
         share = (time.perf_counter() - tic) / len(alive)  # this model's share of the group's epoch
         for i in list(alive):
-            m, rec = slot[i], recorders[i]
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss[m],
-                "train_acc": train_acc[m],
-                "test_loss": test_loss[m],
-                "test_acc": test_acc[m],
-                "val_loss": val_loss[m] if val_loss else None,
-                "val_acc": val_acc[m] if val_acc else None,
-                "epoch_seconds": round(share, 4),
-            }
-            rec.epoch(row)
-            rec.note(
-                f"epoch {epoch}/{cfg.epochs}: train loss {train_loss[m]:.4f}, test loss {test_loss[m]:.4f}, "
-                f"test accuracy {100 * test_acc[m]:.2f} %"
-            )
-            why = runs.diverged(train_loss[m], test_loss[m])
-            if why:
-                rec.end(runs.DIVERGED, diverged_epoch=epoch, diverged_reason=why)
-                log.warning(
-                    "%s seed %s diverged in epoch %d (%s): stopped",
-                    *rec.ident.values(),
-                    epoch,
-                    why,
-                    extra=run_extra(rec),
-                )
-                alive.remove(i)  # its columns keep training in a stacked group, but touch no other model
+            if not _record_epoch(specs[i], recorders[i], slot[i], epoch, scores, share):
+                alive.remove(i)
             elif specs[i].cfg.diagnostics:
-                rec.layers(epoch, diag.probe(engine.module(m), probe_x, probe_y))
-        mean_acc = sum(test_acc[slot[i]] for i in alive) / max(len(alive), 1)
+                recorders[i].layers(epoch, probe(engine.module(slot[i]), *where.probe))
+        mean_acc = sum(scores["test_acc"][slot[i]] for i in alive) / max(len(alive), 1)
         # One model (per-run engine, a joblib/submitit job): name it, so interleaved jobs' lines read apart.
         who = "{} seed {}: ".format(*recorders[alive[0]].ident.values()) if len(alive) == 1 else ""
-        progress.update(
+        where.progress.update(
             trained,
             f"{who}epoch {epoch}/{cfg.epochs}: {len(alive)} model(s), mean test acc "
             f"{100 * mean_acc:.2f} %, {share * len(alive):.2f} s",
@@ -400,7 +314,112 @@ def _loop(engine, specs, recorders, slot, where: _Where) -> None:
         if not alive:
             return
     for i in alive:
-        rec = recorders[i]
-        rec.end(runs.COMPLETED)
+        recorders[i].end(runs.COMPLETED)
         if specs[i].cfg.save_model:
-            rec.save_model(engine.module(slot[i]), data.test.x, data.test.y)
+            recorders[i].save_model(engine.module(slot[i]), test.x, test.y)
+
+
+def _scores(engine: Engine, where: _Where) -> dict[str, list[float] | None]:
+    """One epoch of training, then evaluation: per metrics.csv column, a value per model (val_*: None
+    without a validation split)."""
+    train_loss, train_acc = engine.train_epoch()
+    test_loss, test_acc = engine.evaluate(where.data.test.x, where.data.test.y)
+    val_loss, val_acc = engine.evaluate(*where.val) if where.val is not None else (None, None)
+    if where.data.test.x.device.type == "cuda":
+        torch.cuda.synchronize()
+    return {
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+    }
+
+
+def _record_epoch(
+    spec: RunSpec, rec: RunRecorder, m: int, epoch: int, scores: dict[str, list[float] | None], share: float
+) -> bool:
+    """Model ``m``'s row of this epoch into its run's metrics.csv and run.log; False when the run
+    diverged (recorded as such)."""
+    row = {k: (v[m] if v else None) for k, v in scores.items()}
+    rec.epoch({"epoch": epoch, **row, "epoch_seconds": round(share, 4)})
+    rec.note(
+        f"epoch {epoch}/{spec.cfg.epochs}: train loss {row['train_loss']:.4f}, test loss {row['test_loss']:.4f}, "
+        f"test accuracy {100 * row['test_acc']:.2f} %"
+    )
+    why = runs.diverged(row["train_loss"], row["test_loss"])
+    if why:
+        rec.end(runs.DIVERGED, diverged_epoch=epoch, diverged_reason=why)
+        who = rec.ident.values()
+        log.warning("%s seed %s diverged in epoch %d (%s): stopped", *who, epoch, why, extra=run_extra(rec))
+        return False
+    return True
+
+
+def load_data(cfg: DictConfig, device: torch.device) -> tuple[MNISTTensors, tuple[torch.Tensor, torch.Tensor] | None]:
+    """MNIST on the device, and the validation split (the last data.val_samples training images,
+    which are then not trained on) or None."""
+    d = cfg.data
+    data = load_mnist(d.root, device, d.normalize, d.train_samples, d.test_samples, d.download)
+    n_val = d.get("val_samples") or 0
+    if not n_val:
+        return data, None
+    if n_val >= len(data.train):
+        raise ConfigError(f"data.val_samples={n_val} leaves no training images (the split has {len(data.train)})")
+    train = type(data.train)(data.train.x[:-n_val], data.train.y[:-n_val])
+    return type(data)(train=train, test=data.test), (data.train.x[-n_val:], data.train.y[-n_val:])
+
+
+def _preflight(variant: Variant, width: int, device: torch.device) -> str | None:
+    """Why an activation module fails on a tiny batch (forward and backward), or None."""
+    try:
+        module = variant.activation().to(device)
+        leaf = torch.randn(4, width, device=device, requires_grad=True)
+        module(leaf * 1.0).sum().backward()  # not the leaf itself: in-place modules (inplace=true) are fine
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job_logging format
+
+
+def run_extra(rec: RunRecorder) -> dict[str, str]:
+    """``extra=`` of a log line about one run: RunLogs puts it in that run's run.log only."""
+    return {"run_dir": str(rec.out)}
+
+
+class RunLogs(logging.Handler):
+    """While a group trains under the fused launcher: every line of actcompare's loggers goes to the
+    run.log of the run it is about (``extra=run_extra(rec)``), or, a line about the whole group
+    (its progress), to the run.log of every run of the group."""
+
+    def __init__(self, recorders: Sequence[RunRecorder]) -> None:
+        super().__init__(logging.INFO)
+        self.recorders = list(recorders)
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = getattr(record, "run_dir", None)
+        try:
+            line = self.format(record)
+            for rec in self.recorders:
+                if target is None or target == str(rec.out):
+                    rec.log_line(line)
+        except Exception:
+            self.handleError(record)
+
+
+def _end_line(rec: RunRecorder) -> None:
+    final = (rec.record.get("final") or {}).get("test_acc")
+    acc = f", final test accuracy {100 * float(final):.2f} %" if final is not None else ""
+    log.info(
+        "%s seed %s: %s after %s epoch(s)%s; files in %s",
+        *rec.ident.values(),
+        rec.record["status"],
+        rec.record.get("epochs_completed", 0),
+        acc,
+        rec.out,
+        extra=run_extra(rec),
+    )

@@ -1,4 +1,5 @@
-"""What lands on disk for one run, whichever engine trained it.
+"""What lands on disk for one run while it trains, whichever engine trained it (record.py reads,
+checks and names the folder's files).
 
 Files in the run folder (written as the run goes, so an interrupted run keeps what it did):
 - ``metrics.csv``: one row per epoch (runs.METRIC_COLUMNS), appended, flushed and fsynced;
@@ -16,7 +17,6 @@ import contextlib
 import csv
 import functools
 import io
-import json
 import logging
 import os
 import platform
@@ -27,15 +27,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import runs
-from .errors import ConfigError, UserError
+from . import record, runs
+from .errors import UserError
 from .files import atomic_path
+from .tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
 EXAMPLES = 8  # test digits kept with their softmax probabilities
-RESULT_FILES = ("metrics.csv", "diagnostics.csv", "model.pt", "confusion.csv", "examples.npz")
-_WRITTEN: set[Path] = set()  # run folders this process has recorded (repeated Optuna trials)
 
 
 class RecordError(UserError):
@@ -117,88 +116,6 @@ class CsvLog:
             self._file.close()
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return runs.read_record(path)
-    except runs.BadRecord:
-        return None
-
-
-def consistent(out_dir: Path, record: dict) -> str | None:
-    """Why metrics.csv disagrees with run.json (None when they agree): runs.final_disagreement."""
-    try:
-        with (out_dir / "metrics.csv").open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, csv.Error) as err:
-        return f"metrics.csv unreadable ({err})"
-    return runs.final_disagreement(record, len(rows), rows[-1] if rows else {})
-
-
-def difference(theirs: dict, ours: dict) -> str:
-    """The first key whose value differs between two runs' identities, as 'key: A there, B here'."""
-    a, b = runs.identity(theirs), runs.identity(ours)
-
-    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(node, dict):
-            return {k: v for key, child in node.items() for k, v in flat(child, f"{prefix}{key}.").items()}
-        return {prefix[:-1]: node}
-
-    fa, fb = flat(a), flat(b)
-    for key in sorted(set(fa) | set(fb)):
-        if fa.get(key) != fb.get(key):
-            return f"{key}: {json.dumps(fa.get(key))} there, {json.dumps(fb.get(key))} here"
-    return "a different config"
-
-
-def written_here(out_dir: str | os.PathLike) -> None:
-    """A run folder recorded for this sweep by another process (an executor's task): as if this
-    process had written it (a sweeper repeating that trial reuses it)."""
-    _WRITTEN.add(Path(out_dir).resolve())
-
-
-def existing(out_dir: Path, config: dict, resume: bool) -> dict | None:
-    """What to do with a folder that may already hold a run: its record to reuse, or None to train.
-
-    - resume=true and the same run finished there, with metrics.csv agreeing: reuse it;
-    - the same run recorded by this very process (a sweeper repeating a trial): reuse it;
-    - anything else already there without resume=true: refuse (nothing is silently overwritten);
-    - with resume=true, a run of another identity there (another sweep's): refuse, naming a key that differs.
-    """
-    record = _read_json(out_dir / "run.json")
-    if record is None:
-        if (out_dir / "run.json").exists() and not resume:
-            raise ConfigError(f"{out_dir}/run.json exists but is unreadable: pass resume=true to redo that run")
-        return None
-    same = runs.identity(record.get("config") or {}) == runs.identity(config)
-    if (
-        same
-        and out_dir.resolve() in _WRITTEN
-        and record.get("status") in runs.FINISHED
-        and not consistent(out_dir, record)
-    ):
-        log.info("%s: this sweep already trained this exact run; its result is reused", out_dir)
-        return record
-    if not resume:
-        raise ConfigError(
-            f"{out_dir} already holds a run ({record.get('status')}); refusing to overwrite it: pass resume=true "
-            "to continue that sweep, or choose a new hydra.sweep.dir"
-        )
-    if not same:  # another sweep's run (another seed, a changed key): never replaced by this one
-        what = difference(record.get("config") or {}, config)
-        raise ConfigError(
-            f"{out_dir} holds a {record.get('status')} run of another config ({what}); resume=true "
-            "continues only the same runs: choose another hydra.sweep.dir (or delete that folder)"
-        )
-    if record.get("status") not in runs.FINISHED:
-        return None
-    problem = consistent(out_dir, record)
-    if problem:
-        log.warning("resume: %s is %s but %s: redoing it", out_dir, record.get("status"), problem)
-        return None
-    log.info("resume: %s already %s, skipped", out_dir, record["status"])
-    return record
-
-
 class RunRecorder:
     """One run folder. ``start`` -> ``epoch``/``layers`` per epoch -> ``finish`` (always)."""
 
@@ -247,9 +164,9 @@ class RunRecorder:
         self.finished = False
 
     def _json(self) -> None:
-        path = self.out / "run.json"
+        path = self.out / record.RUN_JSON
         try:
-            runs.write_record(path, self.record)
+            record.write_record(path, self.record)
         except OSError as err:
             raise _cannot_write(path, err) from None
 
@@ -259,10 +176,9 @@ class RunRecorder:
         except OSError as err:
             raise _cannot_write(self.out, err) from None
         self.started = True
-        _WRITTEN.add(self.out.resolve())
-        for name in RESULT_FILES:  # an earlier attempt's results (resume redoes the run): not this run's
-            (self.out / name).unlink(missing_ok=True)
-        self._clear_tracker()
+        record.written_here(self.out)
+        self._discard_tracker()
+        record.clear_results(self.out)  # an earlier attempt's (resume redoes the run): not this run's
         if self.run_log:  # this attempt's log from its first line
             self.close_log()
             (self.out / "run.log").unlink(missing_ok=True)
@@ -270,14 +186,11 @@ class RunRecorder:
         # metrics.csv, diagnostics.csv and the tracker appear with the first epoch's row: a run
         # stopped before training (no data, a bad module) leaves run.json saying why, nothing else.
 
-    def _clear_tracker(self) -> None:
-        """Drop an earlier attempt's tracker files (its scalars would show as this run's)."""
+    def _discard_tracker(self) -> None:
+        """Drop an earlier attempt's tracker (its scalars would show as this run's)."""
         if self.tracker is not None:
             self.tracker.discard()
             self.tracker = None
-        from .tracking import clear
-
-        clear(self.out)
 
     def log_line(self, line: str) -> None:
         """Append one formatted line to this run's run.log (when this recorder writes it)."""
@@ -311,7 +224,7 @@ class RunRecorder:
         for csv_log in (self.metrics, self.diagnostics):
             if csv_log is not None:
                 csv_log.close()
-        self._clear_tracker()
+        self._discard_tracker()
         self.status, self.extra, self.finished = runs.RUNNING, {}, False
         self.metrics = self.diagnostics = None
         self.record.pop("group", None)
@@ -330,10 +243,8 @@ class RunRecorder:
 
     def epoch(self, row: dict[str, Any]) -> None:
         if self.metrics is None:
-            self.metrics = CsvLog(self.out / "metrics.csv", runs.METRIC_COLUMNS)
+            self.metrics = CsvLog(self.out / record.METRICS, runs.METRIC_COLUMNS)
             if self.config.get("tracker"):
-                from .tracking import open_tracker
-
                 self.tracker = open_tracker(self.config["tracker"], self.out, self.config)
         row = {**self.ident, **row}
         self.metrics.write([row])
@@ -343,7 +254,7 @@ class RunRecorder:
     def layers(self, epoch: int, rows: Sequence[dict[str, Any]]) -> None:
         if self.config.get("diagnostics"):
             if self.diagnostics is None:
-                self.diagnostics = CsvLog(self.out / "diagnostics.csv", runs.DIAGNOSTIC_COLUMNS)
+                self.diagnostics = CsvLog(self.out / record.DIAGNOSTICS, runs.DIAGNOSTIC_COLUMNS)
             self.diagnostics.write([{**self.ident, "epoch": epoch, **r} for r in rows])
 
     def end(self, status: str, **extra: Any) -> None:
@@ -379,7 +290,7 @@ class RunRecorder:
         import pandas as pd
         import torch
 
-        from .train import confusion_matrix, predict
+        from .train import confusion_counts, predict
 
         def write(name: str, how) -> None:
             path = self.out / name
@@ -391,11 +302,12 @@ class RunRecorder:
 
         # CPU tensors: a model trained on a GPU loads anywhere without map_location
         write("model.pt", lambda tmp: torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp))
-        cm = confusion_matrix(model, test_x, test_y).cpu().numpy()
+        logits = predict(model, test_x)  # one pass over the test set for the confusion matrix and the examples
+        cm = confusion_counts(test_y, logits.argmax(dim=1)).cpu().numpy()
         frame = pd.DataFrame(cm, index=pd.RangeIndex(10, name="true"), columns=[f"pred_{c}" for c in range(10)])
         write("confusion.csv", lambda tmp: frame.to_csv(tmp))
         # The first EXAMPLES test digits and the first EXAMPLES the model gets wrong.
-        probs = torch.softmax(predict(model, test_x), dim=1)
+        probs = torch.softmax(logits, dim=1)
         wrong = (probs.argmax(dim=1) != test_y).nonzero().flatten()[:EXAMPLES]
         idx = torch.cat([torch.arange(min(EXAMPLES, len(test_y)), device=wrong.device), wrong])
         arrays = {

@@ -1,8 +1,9 @@
 """What a run *is*: one definition of statuses, columns, bookkeeping keys, identity and divergence.
 
 Imported by both training engines, the recorder, the Hydra plugins and the report, so that folder
-names, resume, de-duplication, grouping and the divergence rule can never disagree. No torch here:
-the report and the sweep's parent process import this without paying for it.
+names, resume, de-duplication, grouping and the divergence rule can never disagree. How one run's
+folder is read, written and checked is record.py's. No torch here: the report and the sweep's
+parent process import this without paying for it.
 """
 
 from __future__ import annotations
@@ -126,6 +127,21 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+def difference(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> str:
+    """The first key whose value differs between two runs' identities, as 'key: A there, B here'."""
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, dict):
+            return {k: v for key, child in node.items() for k, v in flat(child, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: node}
+
+    fa, fb = flat(identity(theirs)), flat(identity(ours))
+    for key in sorted(set(fa) | set(fb)):
+        if fa.get(key) != fb.get(key):
+            return f"{key}: {json.dumps(fa.get(key))} there, {json.dumps(fb.get(key))} here"
+    return "a different config"
+
+
 def run_id(config: Mapping[str, Any]) -> str:
     """A short stable hash of identity(config): equal for the same run wherever it was recorded."""
     text = json.dumps(identity(config), sort_keys=True, default=str, separators=(",", ":"))
@@ -170,64 +186,3 @@ def safe_label(label: str) -> str | None:
 
 # ---------------------------------------------------------------- seeds
 SEED_MAX = 2**32 - 1  # torch and numpy generators keep 32 bits of larger seeds: refuse, don't wrap
-
-
-# ---------------------------------------------------------------- the run record (run.json)
-# One reader, one writer and one consistency check, used by the recorder (write, resume), the
-# report (read, check), the sweep callback and the test fixtures.
-FINAL_TOLERANCE = 1e-9  # relative: run.json's final metrics are metrics.csv's last row, written from one float
-
-
-class BadRecord(ValueError):
-    """A run.json (or its metrics.csv) that cannot be trusted; the message is one line naming the file."""
-
-    def __init__(self, path: Any, what: str) -> None:
-        super().__init__(f"{path}: {what}")
-
-
-def read_record(path: Any) -> dict[str, Any]:
-    """run.json as a dict with a config object and a status, or BadRecord saying why not."""
-    from pathlib import Path
-
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as err:
-        raise BadRecord(path, f"cannot be read ({err})") from None
-    except json.JSONDecodeError as err:
-        raise BadRecord(path, f"is not valid JSON (truncated?): {err.msg} at line {err.lineno}") from None
-    if not isinstance(record, dict):
-        raise BadRecord(path, f"holds a JSON {type(record).__name__}, not an object")
-    if not isinstance(record.get("config"), dict):
-        raise BadRecord(path, "has no 'config' object (the resolved config of the run)")
-    if not isinstance(record.get("status"), str):
-        raise BadRecord(path, "has no 'status'")
-    return record
-
-
-def write_record(path: Any, record: Mapping[str, Any]) -> None:
-    """run.json, atomically (a reader never sees half a record)."""
-    from .files import atomic_write
-
-    atomic_write(path, json.dumps(record, indent=2, default=str) + "\n")
-
-
-def final_disagreement(record: Mapping[str, Any], rows: int, last: Mapping[str, Any]) -> str | None:
-    """Why a finished run's metrics.csv (``rows`` epoch rows, the ``last`` one) disagrees with its
-    run.json (epochs_completed, final), or None when they agree."""
-    n = record.get("epochs_completed")
-    if isinstance(n, int) and rows != n:
-        return f"metrics.csv has {rows} epoch row(s), run.json says {n} epoch(s) completed"
-    if not rows:
-        return "metrics.csv has no epoch rows"
-    final = record.get("final") if isinstance(record.get("final"), Mapping) else {}
-    for key in FINAL_METRICS:
-        want = final.get(key)
-        if want is None:
-            continue
-        try:
-            a, b = float(last.get(key)), float(want)
-        except (TypeError, ValueError):
-            return f"metrics.csv's last {key} is not a number"
-        if not (a == b or math.isclose(a, b, rel_tol=FINAL_TOLERANCE) or (math.isnan(a) and math.isnan(b))):
-            return f"final {key} in metrics.csv ({a:.6g}) differs from run.json ({b:.6g})"
-    return None

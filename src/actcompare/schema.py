@@ -1,4 +1,4 @@
-"""Typed config schema (dataclasses + ConfigStore), the range checks types cannot express, and --help.
+"""Typed config schema (dataclasses + ConfigStore) and the range checks types cannot express.
 
 Hydra merges the YAML files in ``conf/`` (installed: the package ``actcompare.conf``) onto
 :class:`Config`, so a misspelt key or a value of the wrong type (``batch_size=abc``,
@@ -6,28 +6,25 @@ Hydra merges the YAML files in ``conf/`` (installed: the package ``actcompare.co
 ranges, names and keyword arguments and returns every problem at once.
 
 Every key's meaning lives in ONE place: the ``help`` metadata of its dataclass field below (plus
-:data:`GROUP_KEYS` for keys that come from a config group's YAML). ``python run.py --help``
-(``conf/hydra/help/actcompare.yaml``) is generated from it by the ``actcompare.help`` resolver.
+helptext.GROUP_KEYS for keys that come from a config group's YAML). ``python run.py --help``
+(``conf/hydra/help/actcompare.yaml``) is generated from it by helptext.py's ``actcompare.help``
+resolver. Where a run trains (``device``) is engines.resolve_device's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import importlib
 import importlib.util
 import inspect
-import os
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
-
-if TYPE_CHECKING:
-    import torch
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from .runs import FINAL_METRICS, SEED_MAX, VALIDATION_METRICS, safe_label
 
@@ -126,6 +123,10 @@ class ReportConf:
         default=None,
         metadata=doc("the activation every other one is compared with (null: relu when swept, else the first)"),
     )
+    pdf: bool = field(
+        default=False,
+        metadata=doc("also write every figure as PDF beside its PNG (slower: each figure is drawn twice)"),
+    )
 
 
 @dataclass
@@ -173,131 +174,11 @@ class Config:
     report: ReportConf = field(default_factory=ReportConf, metadata=doc("the sweep's report"))
 
 
-# Keys that come from a config group's YAML rather than the schema: {key: (default, meaning)}.
-GROUP_KEYS = {
-    "optimizer.lr": ("1e-3 (sgd: 0.05)", "learning rate"),
-    "optimizer.<kwarg>": (
-        "per option",
-        "any keyword of the optimizer class: optimizer.weight_decay=0.01, "
-        "+optimizer.amsgrad=true (checked against the class)",
-    ),
-}
-
-# Launchers and presets, for --help: {override: meaning}.
-LAUNCHERS = {
-    "hydra/launcher=fused": "the default: a sweep's models (activations x seeds x inits x optimizer values) "
-    "trained together, in groups as large as free memory allows",
-    "hydra/launcher=fused_local": "the same groups in N local processes, cores split (hydra.launcher.processes=N)",
-    "hydra/launcher=fused_slurm": "the same groups as one Slurm array, a task per group "
-    "(hydra.launcher.slurm.partition=...)",
-    "hydra/launcher=basic": "one run after another in this process, one model per job",
-    "hydra/launcher=parallel": "2 jobs at once in local processes (joblib), 1 torch thread each",
-    "hydra/launcher=joblib": "one job per core (joblib)",
-    "hydra/launcher=local_processes": "submitit on this machine, every job at once, 1 core each",
-    "hydra/launcher=submitit_local": "submitit on this machine, every job at once (cpus_per_task unset)",
-    "hydra/launcher=slurm": "one Slurm job per run (hydra.launcher.partition=...)",
-}
-PRESETS = {
-    "-m experiment=<name>": "a ready-made study (tutorial, all_activations, depth, lr_sweep)",
-    "-m activation=relu,tanh seeds=auto": "the sweep plans its seed count: a pilot, then the seeds that decide "
-    "+/- report.margin (hydra.sweeper.max_seeds caps it)",
-    "-m hparams_search=lr_optuna": "Optuna (TPE) searches optimizer.lr per activation "
-    "(pip install 'actcompare[optuna]')",
-}
-
-
 def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
 register_configs()
-
-
-# ---------------------------------------------------------------- --help, from the fields above
-
-
-def _shown(f: dataclasses.Field) -> str:
-    if f.metadata.get("shown"):
-        return str(f.metadata["shown"])
-    if f.default is not dataclasses.MISSING and f.default is not MISSING:
-        value = f.default.value if isinstance(f.default, Enum) else f.default
-        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    if f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-        return str(value).replace(" ", "") if isinstance(value, list) else ""
-    return ""
-
-
-def documented_keys() -> Iterator[tuple[str, str, str]]:
-    """(dotted key, default as shown, meaning) for every key of the schema, in order."""
-
-    def walk(schema: type, prefix: str) -> Iterator[tuple[str, str, str]]:
-        for f in fields(schema):
-            key = prefix + f.name
-            sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-            if dataclasses.is_dataclass(sub) and f.name != "activation":
-                yield from walk(type(sub), key + ".")
-                continue
-            yield key, _shown(f), f.metadata.get("help", "")
-            if f.name == "activation":
-                yield from walk(ActivationConf, "activation.")
-            if f.name == "optimizer":
-                yield from ((k, d, h) for k, (d, h) in GROUP_KEYS.items())
-
-    yield from walk(Config, "")
-
-
-def help_text() -> str:
-    """The template of ``python run.py --help`` (Hydra fills $APP_CONFIG_GROUPS and $CONFIG)."""
-    rows = list(documented_keys())
-    width = max(len(k) for k, _, _ in rows) + 2
-    dwidth = min(24, max(len(d) for _, d, _ in rows)) + 2
-    keys = "\n".join(f"  {k:<{width}}{d:<{dwidth}}{h}" for k, d, h in rows)
-    launchers = "\n".join(f"  {k:<34}{v}" for k, v in LAUNCHERS.items())
-    presets = "\n".join(f"  {k:<34}{v}" for k, v in PRESETS.items())
-    text = f"""actcompare: train an MLP on MNIST with each activation function and compare them.
-
-Usage:
-  actcompare [key=value ...]              one run (also: python run.py, python -m actcompare)
-  actcompare -m activation=relu,tanh ...  a sweep: one run per combination, then a report
-  actcompare-report <sweep dir> ...       rebuild or merge reports from disk
-  actcompare-plot-activations [name ...]  draw the activations and their derivatives
-
-Keys (key, default, meaning). Set one with key=value, sweep it with key=a,b,c under -m:
-  {"key":<{width}}{"default":<{dwidth}}meaning
-{keys}
-
-Config groups (group=option; add your own with --config-dir=<dir> holding <group>/<name>.yaml):
-$APP_CONFIG_GROUPS
-
-Launchers (how a sweep's runs are executed):
-{launchers}
-
-Presets:
-{presets}
-
-The composed config (with your overrides):
-$CONFIG
-Full tracebacks: HYDRA_FULL_ERROR=1. Files: outputs/runs/<date>/<time>/ and outputs/sweeps/<date>/<time>/.
-"""
-    return text
-
-
-def _env_or(name: str, default: str = "") -> str:
-    """${actcompare.env:NAME,default}: like oc.env, but a variable set to '' counts as unset."""
-    return os.environ.get(name) or default
-
-
-def _direction(metric: str) -> str:
-    """${actcompare.direction:${objective}}: Optuna's direction (an unknown metric: validate says)."""
-    from .objective import METRICS, direction
-
-    return direction(metric) if metric in METRICS else "maximize"
-
-
-for _name, _fn in (("actcompare.help", help_text), ("actcompare.env", _env_or), ("actcompare.direction", _direction)):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _fn)
 
 
 # ---------------------------------------------------------------- helpers
@@ -348,7 +229,11 @@ def unknown_key(key: str, siblings: Iterable[str], root: DictConfig | None = Non
 
 
 def _positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 # Hydra's instantiate keywords, never passed to the class.
@@ -409,16 +294,67 @@ def _check_unknown_keys(cfg: DictConfig) -> list[str]:
     return problems
 
 
+# Checked by _check_positive (which refuses nan and inf there too).
+_POSITIVE_KEYS = ("epochs", "batch_size", "model.width", "optimizer.lr", "report.margin")
+
+
 def _check_positive(cfg: DictConfig) -> list[str]:
     problems = []
     optional = ("data.train_samples", "data.test_samples", "data.val_samples", "model.depth", "threads")
-    for key in ("epochs", "batch_size", "model.width", "optimizer.lr", "report.margin", *optional):
+    for key in (*_POSITIVE_KEYS, *optional):
         value = OmegaConf.select(cfg, key)
         if value is None and key in optional:
             continue
         if not _positive(value):
-            allowed = "a number > 0" + (" or null (all)" if key in optional else "")
+            allowed = ("a finite number > 0" if _not_finite(value) else "a number > 0") + (
+                " or null (all)" if key in optional else ""
+            )
             problems.append(f"{key}={value!r} is not allowed: use {allowed}")
+    return problems
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf under a config node; a list is one leaf (key=[...])."""
+    for key in list(node.keys()):
+        if not prefix and key == "hydra":  # the sweeper's compose: Hydra's own node, not an option
+            continue
+        try:
+            value = node[key]  # resolves interpolations; one that fails is another check's to report
+        except Exception:
+            continue
+        dotted = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            yield from _leaves(value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _flat(value: Any) -> Iterator[Any]:
+    if isinstance(value, (ListConfig, list, tuple)):
+        for item in value:
+            yield from _flat(item)
+    else:
+        yield value
+
+
+_OPEN_BOUNDS = {"min_val", "max_val", "threshold"}  # activation keywords that may be +-inf
+
+
+def _check_finite(cfg: DictConfig) -> list[str]:
+    """nan or inf in a float option (optimizer.weight_decay=inf, optimizer.betas=[0.9,inf]) would
+    train anyway and only show up as a diverged run. An activation's bound may be open
+    (torch.nn.Hardtanh(max_val=inf), Softplus(threshold=inf)): those keywords take inf, never nan."""
+    problems = []
+    for key, value in _leaves(cfg, ""):
+        if key.startswith("hydra.") or key in _POSITIVE_KEYS:
+            continue
+        numbers = list(_flat(value))
+        bound = key.startswith("activation.module.") and key.rpartition(".")[2] in _OPEN_BOUNDS
+        bad = [x for x in numbers if _not_finite(x) and (math.isnan(x) or not bound)]
+        if bad and isinstance(value, (ListConfig, list, tuple)):
+            problems.append(f"{key}=[{', '.join(repr(x) for x in numbers)}] is not allowed: use finite numbers")
+        elif bad:
+            problems.append(f"{key}={value!r} is not allowed: use a finite number")
     return problems
 
 
@@ -530,6 +466,7 @@ def _check_device(cfg: DictConfig) -> list[str]:
 CHECKS = {  # name -> check; validate() runs them in this order
     "unknown keys": _check_unknown_keys,
     "positive numbers": _check_positive,
+    "finite numbers": _check_finite,
     "seed": _check_seed,
     "data sizes": _check_data,
     "model shape": _check_model,
@@ -544,12 +481,3 @@ def validate(cfg: DictConfig) -> list[str]:
     """Every problem with a composed config, one readable line each (empty list = valid): the
     problems of every check in CHECKS."""
     return [problem for check in CHECKS.values() for problem in check(cfg)]
-
-
-def resolve_device(device: Device | str) -> torch.device:
-    import torch
-
-    name = device.value if isinstance(device, Device) else str(device)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)

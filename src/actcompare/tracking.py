@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError
+from .record import TRACKER_DIR
 from .runs import FINAL_METRICS, ID_COLUMNS, METRIC_COLUMNS, VALIDATION_METRICS, flatten, identity
 
-SUBDIR = "tensorboard"
+SUBDIR = TRACKER_DIR  # <run dir>/tensorboard/: record.py names a run folder's files
 FINAL_TAG = "final/"  # HParams metrics: final/test_acc, ... (per-epoch scalars use the bare column name)
 
 
@@ -36,12 +37,6 @@ class Tracker(Protocol):
     def discard(self) -> None:
         """Close without a final record and remove what was written (an attempt that is redone)."""
         ...
-
-
-def clear(run_dir: Path) -> None:
-    """Remove a run folder's tracker files (an earlier attempt's: resume, or a stacked group redone
-    one model at a time), so that only the attempt that records the run shows."""
-    shutil.rmtree(Path(run_dir) / SUBDIR, ignore_errors=True)
 
 
 def _number(value: Any) -> float | None:

@@ -74,5 +74,9 @@ def test(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> EpochResult:
 @torch.inference_mode()
 def confusion_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: int = 10):
     """(classes, classes) int64 counts: row = true label, column = predicted label."""
-    pred = predict(model, x).argmax(dim=1)
+    return confusion_counts(y, predict(model, x).argmax(dim=1), classes)
+
+
+def confusion_counts(y: torch.Tensor, pred: torch.Tensor, classes: int = 10) -> torch.Tensor:
+    """confusion_matrix from predicted labels already at hand."""
     return torch.bincount(y * classes + pred, minlength=classes * classes).reshape(classes, classes)

@@ -65,6 +65,15 @@ class Engine(Protocol):
         ...
 
 
+def resolve_device(device: Any) -> torch.device:
+    """The torch device that the ``device`` key (schema.Device or its name) names: auto is cuda when
+    this machine has a CUDA GPU, else cpu."""
+    name = str(getattr(device, "value", device))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
 def make_engine(
     kind: str,
     variants: Sequence[Variant],

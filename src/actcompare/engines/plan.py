@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from .. import runs
 from ..errors import ConfigError
 from .optim import per_model_keys
+
+log = logging.getLogger(__name__)
 
 # Optimizers that update every element of a parameter on its own: stacked tensors then train
 # exactly like separate models. Any other optimizer runs its models one at a time.
@@ -167,3 +170,27 @@ def _cgroup_room(files: Sequence[tuple[str, str]] = _CGROUP_FILES) -> int | None
 def memory_cap(free_bytes: int, hidden_sizes: Sequence[int], batch_size: int, share: float = MEMORY_SHARE) -> int:
     """The most models one group may hold: ``share`` of the free bytes over model_bytes (at least 1)."""
     return max(1, int(share * free_bytes // model_bytes(hidden_sizes, batch_size)))
+
+
+def fit_memory(
+    configs: Sequence[dict[str, Any]], hidden_sizes: Sequence[int], batch_size: int, device: Any, share: float
+) -> list[list[int]]:
+    """A stacked group's jobs in parts that each fit ``share`` of ``device``'s free memory (memory_cap),
+    grouped as :func:`plan` groups them: whole seeds first. One part, every job, when they all fit."""
+    free = free_memory(device)
+    cap = memory_cap(free, hidden_sizes, batch_size, share)
+    if len(configs) <= cap:
+        return [list(range(len(configs)))]
+    parts = plan(configs, cap)
+    log.info(
+        "a group of %d models needs ~%.1f GiB, %.1f GiB is free on %s: it trains as %d groups of at most "
+        "%d (%.0f %% of the free memory; hydra.launcher.max_models caps it lower)",
+        len(configs),
+        len(configs) * model_bytes(hidden_sizes, batch_size) / 2**30,
+        free / 2**30,
+        device,
+        len(parts),
+        cap,
+        100 * share,
+    )
+    return parts

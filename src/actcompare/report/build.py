@@ -9,14 +9,16 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..errors import UserError
 from ..files import atomic_path, atomic_write
+from ..record import check_confusion, check_examples
 from . import figures as F
 from .facts import read_facts
-from .load import COUNTED, check_confusion, check_examples, load_sweep
+from .load import COUNTED, load_sweep
 from .markdown import render
 from .stats import best_settings, summarize
 from .verdicts import DEFAULT_MARGIN
@@ -34,9 +36,11 @@ def build_report(
     margin: float | None = None,
     warn: Callable[[str], None] | None = None,
     out_dir: str | os.PathLike | None = None,
+    pdf: bool = False,
 ) -> dict[str, Path]:
-    """Write results.csv, runs.csv, summary.csv, comparisons.csv, figures (PNG + PDF) and report.md
-    for the runs below ``paths``; return {name: path} of what was written (key "report": report.md).
+    """Write results.csv, runs.csv, summary.csv, comparisons.csv, figures (PNG; with ``pdf`` a PDF
+    beside each) and report.md for the runs below ``paths``; return {name: path} of what was written
+    (key "report": report.md).
 
     ``out`` defaults to the (first) folder. With ``missing_ok``, {} when there are no runs. A
     malformed file skips its run (or its figure) and is passed to ``warn`` (default: a logged
@@ -62,6 +66,7 @@ def build_report(
         raise
     for problem in sweep.problems:
         warn(f"{problem}; that run is left out of the report")
+    margin, baseline, sources = judge(sweep, margin, baseline)  # before anything is written
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -73,8 +78,10 @@ def build_report(
             target,
             baseline,
             all_pairs,
-            DEFAULT_MARGIN if margin is None else margin,
+            margin,
             warn=warn,
+            pdf=pdf,
+            sources=sources,
         )
         mine = {p.name for p in written.values()}
         for name in previous - mine - {MANIFEST}:  # the earlier report's files that this one did not write
@@ -86,6 +93,65 @@ def build_report(
             f"cannot write the report in {target}: {err.strerror or err}"
             + (f" ({err.filename})" if err.filename else "")
         ) from None
+
+
+def judge(sweep, margin: float | None, baseline: str | None) -> tuple[float, str | None, dict[str, str]]:
+    """The margin (fraction) and baseline a report uses, and where each came from, in words.
+
+    The runs' own report.margin / report.baseline (``sweep.declared``), unless given explicitly
+    (--margin / --baseline; ``margin`` a fraction): a rebuild judges a sweep as it was declared.
+    Runs that declared different values (sweeps merged) are refused, in one line naming the values
+    and the fix, unless the value is given explicitly. Returns (margin, baseline, sources) with
+    sources = {"margin_source": ..., "baseline_source": ...} for summary.attrs (report.md prints them).
+    """
+    declared = sweep.declared or {"margin": {}, "baseline": {}}
+
+    def one(key: str, flag: str, show) -> tuple[Any, str]:
+        values = declared.get(key) or {}
+        if len(values) > 1:
+            both = " and ".join(
+                f"{show(v)} ({runs[0]}{f' and {len(runs) - 1} more' if len(runs) > 1 else ''})"
+                for v, runs in values.items()
+            )
+            raise UserError(
+                f"these runs declared different report.{key} values: {both}; a merged report needs one: "
+                f"pass {flag} explicitly"
+            )
+        return next(iter(values), None), show(next(iter(values))) if values else ""
+
+    out: dict[str, str] = {}
+    if margin is None:
+        points, shown = one("margin", "--margin POINTS", lambda v: f"±{float(v):.2f}")
+        margin = DEFAULT_MARGIN if points is None else float(points) / 100
+        out["margin_source"] = "declared by the runs" if shown else "default"
+    else:
+        values = declared.get("margin") or {}
+        was = ", ".join(f"±{float(v):.2f}" for v in values)
+        out["margin_source"] = (
+            "declared by the runs"
+            if len(values) == 1 and abs(float(next(iter(values))) / 100 - margin) < 1e-12
+            else f"--margin (the runs declared {was})"
+            if was
+            else "--margin"
+        )
+    if baseline is None:
+        baseline, shown = one(
+            "baseline", "--baseline NAME", lambda v: "none (relu when present, else the first)" if v is None else str(v)
+        )
+        out["baseline_source"] = (
+            "declared by the runs" if baseline is not None else "default (relu when present, else the first)"
+        )
+    else:
+        values = declared.get("baseline") or {}
+        was = ", ".join("none" if v is None else str(v) for v in values)
+        out["baseline_source"] = (
+            "declared by the runs"
+            if list(values) == [baseline]
+            else f"--baseline (the runs declared {was})"
+            if was
+            else "--baseline"
+        )
+    return margin, baseline, out
 
 
 MANIFEST = ".actcompare-report.json"  # the files a report wrote into its folder
@@ -147,6 +213,8 @@ def _write(
     all_pairs: bool,
     margin: float,
     warn: Callable[[str], None] = log.warning,
+    pdf: bool = False,
+    sources: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     written: dict[str, Path] = {}
 
@@ -159,8 +227,8 @@ def _write(
     csv(sweep.runs.drop(columns=["path"]), "runs.csv")
     if len(sweep.diagnostics):
         csv(sweep.diagnostics, "diagnostics.csv")
-    counted = sweep.runs["outcome"] == COUNTED
     summary = summarize(sweep, baseline, all_pairs, margin) if len(sweep.results) else pd.DataFrame()
+    summary.attrs.update(sources or {})  # margin_source, baseline_source: where margin and baseline came from
     best = None
     if len(summary):
         csv(summary, "summary.csv", index=True)
@@ -168,48 +236,54 @@ def _write(
         best = best_settings(sweep, summary, summary.attrs["baseline"], all_pairs, margin)
         if best is not None:
             csv(best, "best_settings.csv", index=True)
-    order = list(summary.index) if len(summary) else sorted(sweep.runs["group"].unique())
+    figures = _draw_figures(sweep, summary, out, pdf, warn)
+    for _, file, _, has_pdf in figures:
+        written[file] = out / file
+        if has_pdf:
+            written[Path(file).with_suffix(f".{F.VECTOR}").name] = (out / file).with_suffix(f".{F.VECTOR}")
+    facts = read_facts(list(sweep.runs["path"]), paths)
+    atomic_write(out / "report.md", render(sweep, paths, summary, best, figures, facts, all_pairs))
+    written["report"] = out / "report.md"
+    return written
 
-    figures: list[tuple[str, str]] = []
 
-    def fig(title: str, file: str, paths_: list[Path]) -> None:
+def _draw_figures(
+    sweep, summary: pd.DataFrame, out: Path, pdf: bool, warn: Callable[[str], None]
+) -> list[tuple[str, str, str, bool]]:
+    """Draw every figure the runs allow; return report.md's list: (title, file, kind, has_pdf), kind
+    "decision" (what a verdict rests on), "curves" or "appendix"."""
+    figures: list[tuple[str, str, str, bool]] = []
+
+    def fig(title: str, file: str, kind: str, paths_: list[Path]) -> None:
         if paths_:
-            figures.append((title, file))
-            for p in paths_:
-                written[p.name] = p
+            figures.append((title, file, kind, any(p.suffix == f".{F.VECTOR}" for p in paths_)))
 
-    if len(summary) and len(summary.attrs.get("comparisons", ())):  # the headline figure first
-        comp, margin = summary.attrs["comparisons"], F.margin_of(summary)
-        fig("Paired differences to the baseline", "forest.png", F.plot_forest(sweep, comp, margin, out / "forest.png"))
-        fig(
-            "Difference from the baseline per epoch",
-            "diff_curves.png",
-            F.plot_diff_curves(sweep, comp, out / "diff_curves.png", margin),
-        )
+    comp = summary.attrs.get("comparisons", ()) if len(summary) else ()
+    if len(comp):  # the headline figure first
+        margin = F.margin_of(summary)
+        forest = F.plot_forest(sweep, comp, margin, out / "forest.png", pdf=pdf)
+        fig("Paired differences to the baseline", "forest.png", "decision", forest)
+        diffs = F.plot_diff_curves(sweep, comp, out / "diff_curves.png", margin, pdf=pdf)
+        fig("Difference from the baseline per epoch", "diff_curves.png", "decision", diffs)
     if len(sweep.results):
         for metric, ylabel, file, log_scale in F.CURVES:
-            fig(ylabel.split(" (")[0].capitalize(), file, F.plot_curves(sweep, metric, ylabel, out / file, log_scale))
+            kind = "decision" if file == "test_accuracy.png" else "curves"
+            drawn = F.plot_curves(sweep, metric, ylabel, out / file, log_scale, pdf=pdf)
+            fig(ylabel.split(" (")[0].capitalize(), file, kind, drawn)
     if len(summary) and summary["final_test_acc_mean"].notna().any():
         for key in sweep.setting_cols:
             file = f"accuracy_vs_{key.replace('.', '_')}.png"
-            fig(f"Final test accuracy against {key}", file, F.plot_vs_key(sweep, summary, key, out / file))
+            fig(
+                f"Final test accuracy against {key}",
+                file,
+                "curves",
+                F.plot_vs_key(sweep, summary, key, out / file, pdf),
+            )
     if len(sweep.diagnostics) and "outcome" in sweep.diagnostics:
-        fig("Diagnostics", "diagnostics.png", F.plot_diagnostics(sweep, out / "diagnostics.png"))
-    # A malformed confusion.csv or examples.npz: one line naming it, and the figure goes on without it.
-    unreadable = {}
-    for path in sweep.runs["path"]:
-        for file, check in (("confusion.csv", check_confusion), ("examples.npz", check_examples)):
-            problem = check(Path(path) / file)
-            if problem:
-                unreadable[(path, file)] = problem
-                warn(f"{problem}; left out of {file.split('.')[0]}.png")
-    readable = sweep
-    if any(file == "confusion.csv" for _, file in unreadable):
-        runs = sweep.runs.copy()
-        bad = runs["path"].map(lambda p: (p, "confusion.csv") in unreadable)
-        runs.loc[bad, "path"] = runs.loc[bad, "path"].map(lambda p: str(Path(p) / "unreadable-confusion"))
-        readable = dataclasses.replace(sweep, runs=runs)  # the figure finds no confusion.csv for them
-    fig("Confusion matrices", "confusion.png", F.plot_confusion(readable, out / "confusion.png", order))
+        fig("Diagnostics", "diagnostics.png", "appendix", F.plot_diagnostics(sweep, out / "diagnostics.png", pdf))
+    readable, unreadable = _readable(sweep, warn)
+    fig("Confusion matrices", "confusion.png", "appendix", F.plot_confusion(readable, out / "confusion.png", pdf=pdf))
+    counted = sweep.runs["outcome"] == COUNTED
     if counted.any() and len(summary):
         base = summary.attrs["baseline"]
         ok = ~sweep.runs["path"].map(lambda p: (p, "examples.npz") in unreadable)
@@ -220,20 +294,32 @@ def _write(
             fig(
                 f"Predictions of {top['run']} (a {base} run, not selected on accuracy)",
                 "examples.png",
-                F.plot_examples(Path(top["path"]), str(top["run"]), out / "examples.png"),
+                "appendix",
+                F.plot_examples(Path(top["path"]), str(top["run"]), out / "examples.png", pdf),
             )
     modules = {n: a["module"] for n, a in sweep.activations.items() if isinstance(a, dict) and a.get("module")}
     if modules:
         try:
-            F.plot_activation_shapes(modules, out / "activations.png")
-            fig(
-                "Activation functions and their derivatives",
-                "activations.png",
-                [out / "activations.png", out / f"activations.{F.VECTOR}"],
-            )
+            shapes = F.activation_shapes(modules, out / "activations.png", pdf)
+            fig("Activation functions and their derivatives", "activations.png", "appendix", shapes)
         except Exception as err:  # a user's activation may not be importable here
             log.info("activations.png skipped: %s", err)
-    facts = read_facts(list(sweep.runs["path"]), paths)
-    atomic_write(out / "report.md", render(sweep, paths, summary, best, figures, facts, all_pairs))
-    written["report"] = out / "report.md"
-    return written
+    return figures
+
+
+def _readable(sweep, warn: Callable[[str], None]) -> tuple:
+    """(the sweep as the confusion figure should read it, {(run path, file): problem}): a malformed
+    confusion.csv or examples.npz is one line naming it, and its figure goes on without it."""
+    unreadable = {}
+    for path in sweep.runs["path"]:
+        for file, check in (("confusion.csv", check_confusion), ("examples.npz", check_examples)):
+            problem = check(Path(path) / file)
+            if problem:
+                unreadable[(path, file)] = problem
+                warn(f"{problem}; left out of {file.split('.')[0]}.png")
+    if not any(file == "confusion.csv" for _, file in unreadable):
+        return sweep, unreadable
+    runs = sweep.runs.copy()
+    bad = runs["path"].map(lambda p: (p, "confusion.csv") in unreadable)
+    runs.loc[bad, "path"] = runs.loc[bad, "path"].map(lambda p: str(Path(p) / "unreadable-confusion"))
+    return dataclasses.replace(sweep, runs=runs), unreadable  # the figure finds no confusion.csv for them

@@ -3,6 +3,7 @@
     actcompare-report outputs/sweeps/2026-11-22/10-00-00
     actcompare-report <sweep_a> <sweep_b> --out outputs/reports/merged
     actcompare-report <sweep> --baseline tanh --all-pairs --margin 0.2
+    actcompare-report <sweep> --pdf                # a PDF beside every PNG figure
 
 (In a checkout without installing: python scripts/report.py ...)
 
@@ -13,6 +14,7 @@ Exit codes: 0 report written (a malformed run is skipped with a one-line warning
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -34,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--baseline",
         metavar="NAME",
         help="the activation every other one is compared with "
-        "(default: relu when present, else the sweep's first activation)",
+        "(default: the report.baseline the runs declared, else relu when present, else the sweep's first)",
     )
     parser.add_argument(
         "--all-pairs",
@@ -47,11 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         metavar="POINTS",
         help="equivalence margin in accuracy points: a "
-        "difference within ±POINTS counts as none (default 0.3; README: Verdicts)",
+        "difference within ±POINTS counts as none (default: the report.margin the runs declared, "
+        "0.3 unless set; docs/method.md)",
     )
+    parser.add_argument("--pdf", action="store_true", help="also write every figure as PDF beside its PNG (slower)")
     args = parser.parse_args(argv)
-    if args.margin is not None and not args.margin > 0:
-        parser.error(f"--margin {args.margin}: use a number of accuracy points > 0, e.g. 0.3")
+    if args.margin is not None and not (math.isfinite(args.margin) and args.margin > 0):
+        parser.error(f"--margin {args.margin}: use a finite number of accuracy points > 0, e.g. 0.3")
     out = args.out
     if out is None and (len(set(args.sweep_dirs)) > 1 or (Path(args.sweep_dirs[0]) / "run.json").is_file()):
         # several folders, or a run folder (a report never writes into a run's own folder)
@@ -71,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             all_pairs=args.all_pairs,
             margin=None if args.margin is None else args.margin / 100,
             warn=warn,
+            pdf=args.pdf,
         )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

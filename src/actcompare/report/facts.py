@@ -24,6 +24,8 @@ class Facts:
     test_images: int = MNIST_TEST  # the smallest test set of the runs (for the binomial error)
     overrides: list[str] | None = None  # the sweep's task overrides, when one sweep folder is reported
     sweep_dir: str | None = None
+    train_seconds: float = math.nan  # the runs' training time, a stacked group's time counted once
+    timed_runs: int = 0  # how many runs train_seconds covers
 
 
 def _values(records: Sequence[dict], get: Any) -> str:
@@ -72,6 +74,7 @@ def read_facts(run_paths: Sequence[str], report_paths: Sequence[str]) -> Facts:
             if isinstance(r.get("wall_seconds"), (int, float))
         ]
         stacked = any(_group_size(r) > 1 for r in records)
+        facts.train_seconds, facts.timed_runs = (sum(seconds), len(seconds)) if seconds else (math.nan, 0)
         facts.lines = [
             ("epochs", _values(cfgs, lambda c: c["epochs"])),
             (
@@ -146,8 +149,9 @@ def _seed_list(records: Sequence[dict]) -> str:
     return f"{', '.join(map(str, seeds))} ({len(seeds)})"
 
 
-def more_seeds_command(facts: Facts, n: int, group_values: dict[str, list[str]]) -> str:
-    """The command that runs seeds 0..n-1 of this study, reusing what ran (resume=true).
+def more_seeds_command(facts: Facts, n: int, group_values: dict[str, list[str]], auto: bool = False) -> str:
+    """The command that runs seeds 0..n-1 of this study (``auto``: lets seeds=auto plan them),
+    reusing what ran (resume=true).
 
     From the sweep's own overrides when one sweep folder is reported (its seed override replaced);
     else rebuilt from the swept values (a merged report: say where to put the runs yourself).
@@ -160,7 +164,8 @@ def more_seeds_command(facts: Facts, n: int, group_values: dict[str, list[str]])
         kept = [f"{k}={','.join(v)}" for k, v in group_values.items()]
         where = " hydra.sweep.dir=<a new folder>"
     quoted = [f"'{o}'" if any(ch in o for ch in " ()[]{}*?") else o for o in kept]
-    return f"actcompare -m {' '.join(quoted)} 'seed=range(0,{n})'{where}"
+    seeds = "seeds=auto" if auto else f"'seed=range(0,{n})'"
+    return f"actcompare -m {' '.join(quoted)} {seeds}{where}"
 
 
 def binomial_se(acc: float, n: int) -> float:

@@ -1,5 +1,8 @@
 """Sweep folders on disk -> tidy pandas tables, checked before they are trusted.
 
+One run folder's files are read and checked by ``actcompare.record``; this module assembles the
+runs of one or more sweeps:
+
 - Every ``run.json`` below the given folders is one run record. A malformed file (not JSON, not an
   object, no config, a metrics.csv with a missing column or a non-number) costs only its run: it is
   skipped and named in ``Sweep.problems`` as one line ``<file>: <what is wrong>``.
@@ -27,12 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import record as run_folder
 from .. import runs as R
 from ..errors import UserError
 
 ACC_TARGET = 0.97  # "epochs to reach 97 %"
-REQUIRED_METRICS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
-OPTIONAL_METRICS = [*R.VALIDATION_METRICS, "epoch_seconds"]
 COUNTED = "counted"
 EXCLUDED = "excluded"
 # A completed run whose final test accuracy is below 1.5 x chance (10 classes: 15 %) never learned:
@@ -58,6 +60,10 @@ class Sweep:
     repeated_folders: int = 0  # run folders found more than once (a folder given twice)
     selected_on: str = "test"  # "val" when every counted run recorded val_acc, else "test"
     activations: dict[str, dict] = field(default_factory=dict)  # name -> activation config
+    # What the runs declared for their report (report.margin in points, report.baseline or None):
+    # {"margin": {value: [runs]}, "baseline": {value: [runs]}}; a run recorded before report.* existed
+    # declared the defaults (margin 0.3, baseline null). build.judge() reads it.
+    declared: dict[str, dict[Any, list[str]]] = field(default_factory=dict)
 
     @property
     def setting_cols(self) -> list[str]:
@@ -79,113 +85,7 @@ def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return dirs
 
 
-def read_metrics(path: Path, finished: bool) -> tuple[pd.DataFrame, str | None]:
-    """metrics.csv as numbers, and why it cannot be trusted for a finished run (or None).
-
-    A file cut mid-line: for a finished run that is a disagreement (returned); for an unfinished
-    one the partial last line is dropped. Missing columns and non-numbers raise R.BadRecord.
-    """
-    if not path.exists():
-        return pd.DataFrame(columns=REQUIRED_METRICS), ("metrics.csv is missing" if finished else None)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise R.BadRecord(path, f"cannot be read ({err})") from None
-    cut = None
-    if text and not text.endswith("\n"):
-        cut = "metrics.csv ends mid-line (cut short)"
-        if not finished:
-            text = text[: text.rfind("\n") + 1] if "\n" in text else ""
-    if not text.strip():
-        return pd.DataFrame(columns=REQUIRED_METRICS), ("metrics.csv is empty" if finished else None)
-    from io import StringIO
-
-    try:
-        df = pd.read_csv(StringIO(text))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        raise R.BadRecord(path, f"is not a readable CSV: {str(err).splitlines()[0]}") from None
-    missing = [c for c in REQUIRED_METRICS if c not in df.columns]
-    if missing:
-        raise R.BadRecord(path, f"has no column {', '.join(missing)} (columns: {', '.join(map(str, df.columns))})")
-    for col in [*REQUIRED_METRICS, *(c for c in OPTIONAL_METRICS if c in df.columns)]:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() & df[col].notna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise R.BadRecord(path, f"column {col} holds a non-number ({df[col].iloc[i]!r}) on line {i + 2}")
-        df[col] = values
-    return df, (cut if finished else None)
-
-
-def read_diagnostics(path: Path) -> pd.DataFrame:
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise R.BadRecord(path, f"is not a readable CSV: {str(err).splitlines()[0]}") from None
-    for col in ("epoch", "layer", "grad_norm"):
-        if col not in df.columns:
-            raise R.BadRecord(path, f"has no column {col}")
-    for col in (c for c in ("epoch", "layer", *R.LAYER_COLUMNS) if c in df.columns):
-        values = pd.to_numeric(df[col], errors="coerce")
-        if (values.isna() & df[col].notna()).any():
-            raise R.BadRecord(path, f"column {col} holds a non-number")
-        df[col] = values
-    return df
-
-
-def check_confusion(path: Path) -> str | None:
-    """Why a run's confusion.csv cannot be drawn (one line naming the file), or None (also when absent)."""
-    if not path.exists():
-        return None
-    try:
-        frame = pd.read_csv(path, index_col=0)
-    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        return f"{path}: is not a readable CSV ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-    values = frame.apply(pd.to_numeric, errors="coerce")
-    if values.shape != (10, 10):
-        return f"{path}: holds a {values.shape[0]} x {values.shape[1]} table, not the 10 x 10 confusion matrix"
-    if values.isna().to_numpy().any():
-        row, col = (int(i[0]) for i in np.nonzero(values.isna().to_numpy()))
-        return f"{path}: the cell in row {row + 2}, column {col + 2} is empty or not a number"
-    if (values.to_numpy() < 0).any():
-        return f"{path}: holds a negative count"
-    return None
-
-
-def check_examples(path: Path) -> str | None:
-    """Why a run's examples.npz cannot be drawn (one line naming the file), or None (also when absent)."""
-    if not path.exists():
-        return None
-    import zipfile
-
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, Mapping) and not hasattr(data, "files"):  # a .npy saved under that name
-            return f"{path}: is a single array (.npy), not the .npz archive of image, prob and label"
-        with data:
-            arrays = {k: data[k] for k in ("image", "prob", "label")}
-    except KeyError as err:
-        return f"{path}: has no array {err}"
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        return f"{path}: is not a readable .npz archive (truncated or empty?): {type(err).__name__}: {err}"
-    n = len(arrays["label"])
-    if arrays["image"].shape[:1] != (n,) or arrays["prob"].shape != (n, 10) or arrays["image"].shape[1:] != (28, 28):
-        return (
-            f"{path}: arrays of mismatched shapes (image {arrays['image'].shape}, prob {arrays['prob'].shape}, "
-            f"label {arrays['label'].shape})"
-        )
-    return None
-
-
 # ---------------------------------------------------------------- identity and groups
-
-
-def identity_key(config: Mapping[str, Any]) -> str:
-    """runs.run_id: a key set to null counts as absent, so that a record written before a new
-    (null by default) config key existed matches a re-run of the same config after it."""
-    return R.run_id(config)
 
 
 def fmt_value(v: Any, digits: int = 6) -> str:
@@ -285,26 +185,6 @@ def _check_labels(table: list[dict], records: list[dict]) -> None:
         seen.setdefault(label, (what, row["run"]))
 
 
-# ---------------------------------------------------------------- checks of a finished run
-
-
-def _disagreement(record: dict, df: pd.DataFrame) -> str | None:
-    """Why a completed run's metrics.csv and run.json disagree, or None (runs.final_disagreement)."""
-    if len(df) and not df["epoch"].is_monotonic_increasing:
-        return "metrics.csv epochs are out of order (two writers?)"
-    return R.final_disagreement(record, len(df), df.iloc[-1].to_dict() if len(df) else {})
-
-
-def _first_diverged_epoch(df: pd.DataFrame) -> tuple[int | None, str | None]:
-    cols = [c for c in ("train_loss", "test_loss", "val_loss") if c in df.columns]
-    for _, row in df.iterrows():
-        losses = [float(row[c]) for c in cols if not (c == "val_loss" and pd.isna(row[c]))]
-        why = R.diverged(*losses)
-        if why:
-            return int(row["epoch"]), why
-    return None, None
-
-
 def _rank(record: dict) -> tuple:
     """Which record of a run found twice to keep: finished first, then the latest."""
     return (record.get("status") in R.FINISHED, str(record.get("finished") or record.get("started") or ""))
@@ -377,7 +257,7 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
     name = run_namer(paths, run_dirs)
     problems: list[str] = []
 
-    def bad(err: R.BadRecord) -> None:
+    def bad(err: run_folder.BadRecord) -> None:
         if strict:
             raise UserError(str(err))
         problems.append(str(err))
@@ -398,7 +278,7 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
         raise nothing_left()
     runs, results, diagnostics, group_cols = _tables(found, name)
     if len(diagnostics) and "inactive_frac" not in diagnostics.columns and "saturated_frac" in diagnostics.columns:
-        diagnostics = split_legacy_saturation(diagnostics, runs, activations)
+        diagnostics = run_folder.split_legacy_saturation(diagnostics, runs, activations)
     selected_on = _per_run_metrics(runs, results)
     return Sweep(
         runs=runs,
@@ -410,22 +290,47 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
         repeated_folders=len(all_dirs) - len(run_dirs),
         selected_on=selected_on,
         activations=activations,
+        declared=declared_report(run_dirs, name),
     )
 
 
+def declared_report(run_dirs: list[Path], name: Callable[[Path], str]) -> dict[str, dict[Any, list[str]]]:
+    """report.margin (points) and report.baseline as each run's resolved config holds them:
+    {"margin": {0.3: [run names]}, "baseline": {None: [...]}} (absent: the schema's defaults).
+    Every readable record counts, a duplicate too (the same run in two sweeps that declared
+    different margins is still two declarations); a malformed one is named by load_sweep."""
+    out: dict[str, dict[Any, list[str]]] = {"margin": {}, "baseline": {}}
+    for d in run_dirs:
+        try:
+            record = run_folder.read_record(d / run_folder.RUN_JSON)
+        except run_folder.BadRecord:
+            continue
+        report = record["config"].get("report")
+        report = report if isinstance(report, Mapping) else {}
+        margin = report.get("margin", DECLARED_DEFAULTS["margin"])
+        margin = float(margin) if isinstance(margin, (int, float)) and not isinstance(margin, bool) else margin
+        baseline = report.get("baseline", DECLARED_DEFAULTS["baseline"])
+        out["margin"].setdefault(margin, []).append(name(d))
+        out["baseline"].setdefault(baseline, []).append(name(d))
+    return out
+
+
+DECLARED_DEFAULTS = {"margin": 0.3, "baseline": None}  # schema.ReportConf's: what a run without report.* had
+
+
 def _records(
-    run_dirs: list[Path], name: Callable[[Path], str], bad: Callable[[R.BadRecord], None]
+    run_dirs: list[Path], name: Callable[[Path], str], bad: Callable[[run_folder.BadRecord], None]
 ) -> tuple[list[tuple[Path, dict]], list[tuple[str, str]]]:
     """run.json of every folder, one record per identity (the finished and latest wins), in
     folder order; and (dropped, kept) names of the duplicates."""
     by_id: dict[str, list[tuple[Path, dict]]] = {}
     for d in run_dirs:
         try:
-            record = R.read_record(d / "run.json")
-        except R.BadRecord as err:
+            record = run_folder.read_record(d / run_folder.RUN_JSON)
+        except run_folder.BadRecord as err:
             bad(err)
             continue
-        by_id.setdefault(identity_key(record["config"]), []).append((d, record))
+        by_id.setdefault(R.run_id(record["config"]), []).append((d, record))
     duplicates: list[tuple[str, str]] = []
     kept: list[tuple[Path, dict]] = []
     for found in by_id.values():
@@ -436,26 +341,26 @@ def _records(
     return kept, duplicates
 
 
-def _outcome(d: Path, record: dict, bad: Callable[[R.BadRecord], None]) -> _Run | None:
+def _outcome(d: Path, record: dict, bad: Callable[[run_folder.BadRecord], None]) -> _Run | None:
     """A run's files and what the report makes of it (counted, excluded, diverged, not learning,
     or its recorded status); None when its metrics.csv is malformed (a malformed diagnostics.csv
     costs only its plot)."""
     status = record["status"]
     try:
-        metrics, disagree = read_metrics(d / "metrics.csv", status in R.FINISHED)
-    except R.BadRecord as err:
+        metrics, disagree = run_folder.read_metrics(d / run_folder.METRICS, status in R.FINISHED)
+    except run_folder.BadRecord as err:
         bad(err)
         return None
     try:
-        diag = read_diagnostics(d / "diagnostics.csv")
-    except R.BadRecord as err:
+        diag = run_folder.read_diagnostics(d / run_folder.DIAGNOSTICS)
+    except run_folder.BadRecord as err:
         bad(err)
         diag = pd.DataFrame()
     outcome, note = status, record.get("error")
     diverged_epoch = record.get("diverged_epoch")
     if status == R.COMPLETED:
-        disagree = disagree or _disagreement(record, metrics)
-        epoch, why = _first_diverged_epoch(metrics)
+        disagree = disagree or run_folder.disagreement(record, metrics)
+        epoch, why = run_folder.first_diverged_epoch(metrics)
         if disagree:
             outcome, note = EXCLUDED, disagree
         elif why:
@@ -502,7 +407,7 @@ def _tables(
                 "git_commit": record.get("git_commit"),
                 "torch": record.get("torch"),
                 "device": record.get("device"),
-                "run_id": identity_key(record["config"]),
+                "run_id": R.run_id(record["config"]),
             }
         )
         for frames, df in ((metric_frames, run.metrics), (diag_frames, run.diagnostics)):
@@ -572,43 +477,6 @@ def _per_run_metrics(runs: pd.DataFrame, results: pd.DataFrame) -> str:
     return "val" if has_val else "test"
 
 
-def split_legacy_saturation(diag: pd.DataFrame, runs: pd.DataFrame, activations: dict[str, dict]) -> pd.DataFrame:
-    """diagnostics.csv written before inactive and saturated were told apart (no inactive_frac).
-
-    Its saturated_frac counted every unit whose derivative was below 1 % of the maximum for most
-    probe images: off ReLU units and saturated sigmoid units alike. Where the activation's shape
-    says which one it can be, the old number is moved to the right column: an activation with an
-    exact-zero region and no flat tail (relu, hardswish) -> inactive; one without an exact-zero
-    region (sigmoid, tanh, elu...) -> saturated. Where it can be both (relu6) both become NaN.
-    """
-    diag = diag.copy()
-    diag["inactive_frac"] = np.nan
-    kinds: dict[str, str] = {}
-    try:
-        from hydra.utils import instantiate
-
-        from ..diagnostics import shape
-
-        for name, spec in activations.items():
-            try:
-                s = shape(instantiate(spec["module"]))
-            except Exception:  # a user's activation that cannot be built here: leave it unknown
-                continue
-            kinds[name] = "inactive" if s.has_off and not s.has_tail else "saturated" if not s.has_off else "both"
-    except ImportError:
-        pass
-    act = diag["run"].map(runs.set_index("run")["activation"])
-    kind = act.map(kinds)
-    old = diag["saturated_frac"].copy()
-    hidden = diag["saturated_frac"].notna()
-    diag.loc[hidden & (kind == "inactive"), "inactive_frac"] = old
-    diag.loc[hidden & (kind == "inactive"), "saturated_frac"] = 0.0
-    diag.loc[hidden & (kind == "saturated"), "inactive_frac"] = 0.0
-    diag.loc[hidden & ~kind.isin(["inactive", "saturated"]), "saturated_frac"] = np.nan
-    diag.attrs["legacy"] = True
-    return diag
-
-
 def failed_runs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
     """(run, error or status) for every run below ``paths`` that failed, was interrupted or is
     still marked running, and for every run whose run.json cannot be read. Never raises."""
@@ -621,11 +489,11 @@ def failed_runs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for d in dict.fromkeys(d.resolve() for d in all_dirs):
         try:
-            record = R.read_record(d / "run.json")
-        except R.BadRecord as err:
+            record = run_folder.read_record(d / run_folder.RUN_JSON)
+        except run_folder.BadRecord as err:
             out.append((name(d), str(err)))
             continue
-        key = identity_key(record["config"])
+        key = R.run_id(record["config"])
         if key not in by_id or (_rank(record), str(d)) > (_rank(by_id[key][1]), str(by_id[key][0])):
             by_id[key] = (d, record)
     for d, record in sorted(by_id.values(), key=lambda dr: str(dr[0])):

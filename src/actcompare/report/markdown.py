@@ -1,5 +1,9 @@
-"""report.md: the setup, the verdicts, the tables and what the runs cannot show, built from the
-summary's columns and the setup facts (no statistics computed here)."""
+"""report.md, built from the summary's columns and the setup facts (no statistics computed here).
+
+Its order is a reader's: the bottom line in words (story.py), the figures that decide, the verdicts
+with the interval each was decided on, what would settle the rest, a short summary table (every
+other column is in summary.csv), the setup, the limits, and the secondary figures in an appendix.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,12 @@ from . import verdicts as V
 from .facts import Facts, binomial_se, more_seeds_command
 from .load import COUNTED, NOT_LEARNING, NOT_LEARNING_ACC, Sweep
 from .stats import natural_key
+from .story import bottom_line, interval, label, pts, speed_note, within_margin
 
-
-def pts(v: float, signed: bool = False) -> str:
-    """An accuracy (fraction) or a difference of accuracies in percentage points."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{100 * v:+.2f}" if signed else f"{100 * v:.2f}"
+# Where each figure goes: the ones that decide come right after the bottom line, the training
+# curves after the tables, the rest (they decide nothing) in the appendix.
+DECISION_FIGURES = ("forest.png", "test_accuracy.png", "diff_curves.png")
+CURVE_FIGURES = ("train_loss.png", "test_loss.png")
 
 
 def pval(p: float) -> str:
@@ -30,14 +33,8 @@ def _act(summary: pd.DataFrame, group: str) -> str:
     return str(summary.loc[group, "activation"]) if group in summary.index else group
 
 
-def _ci(row: pd.Series) -> str:
-    if pd.isna(row["diff_ci_low"]):
-        return "no CI (no spread)" if row["n_pairs"] >= 2 else "no CI"
-    return f"95 % CI [{pts(row['diff_ci_low'], True)}, {pts(row['diff_ci_high'], True)}]"
-
-
 def comparison_sentence(row: pd.Series, name: str, base: str, needed: int | None) -> str:
-    """One comparison: its verdict first, then the numbers it rests on."""
+    """One comparison: its name first, then its verdict, then the numbers it was decided on."""
     m = pts(row["margin"])
     n = int(row["n_pairs"])
     dropped = ""
@@ -48,31 +45,28 @@ def comparison_sentence(row: pd.Series, name: str, base: str, needed: int | None
             .replace("baseline:", f"only {base} has seed(s)")
         )
         dropped = f"; left out of the pairs: {named}"
+    head = f"**{name} vs {base}: {label(row)}**"
     if n < 2:
         return (
-            f"**undecided**: {name} − {base} = {pts(row['diff'], True)} points over {n} shared seed(s): "
+            f"{head}: {pts(row['diff'], True)} points over {n} shared seed(s): "
             f"{row['why'] or 'no test is possible'}{dropped}."
         )
-    nums = (
-        f"{name} − {base} = {pts(row['diff'], True)} points ({_ci(row)}), paired over {n} seeds, Holm p = "
-        f"{pval(row['p_diff_holm'])} (difference), {pval(row['p_equiv_holm'])} (equivalence within ±{m})"
-    )
     verdict = row["verdict"]
-    if verdict in (V.BETTER, V.WORSE):
-        inside = (
-            " — by less than the ±" + m + "-point margin"
-            if not pd.isna(row["diff_ci_high"])
-            and -row["margin"] < row["diff_ci_low"]
-            and row["diff_ci_high"] < row["margin"]
-            else ""
-        )
-        text = f"**{verdict}**: {name} is {verdict} than {base}{inside}. {nums}"
+    if within_margin(row):
+        what = f"a real difference, but the whole interval lies inside ±{m} points"
+    elif verdict in (V.BETTER, V.WORSE):
+        what = f"{name} is {verdict} than {base}"
     elif verdict == V.EQUIVALENT:
-        text = f"**equivalent**: {name} and {base} are within ±{m} points. {nums}"
+        what = f"the whole interval lies inside ±{m} points"
     else:
-        more = f"; about {needed} paired seeds would settle it" if needed else ""
-        text = f"**undecided**: neither a difference nor equivalence within ±{m} is shown{more}. {nums}"
-    return text + dropped + "."
+        what = f"neither a difference nor equivalence within ±{m} points is shown" + (
+            f"; about {needed} paired seeds would settle it" if needed else ""
+        )
+    nums = (
+        f"{pts(row['diff'], True)} points, {interval(row)}, paired over {n} seeds; Holm p = "
+        f"{pval(row['p_diff_holm'])} (difference), {pval(row['p_equiv_holm'])} (equivalence)"
+    )
+    return f"{head} — {what}. {nums}{dropped}."
 
 
 def findings(
@@ -104,7 +98,14 @@ def findings(
         f"(TOST, margin ±{pts(a.get('margin', math.nan))} points), all {2 * len(comparisons)} tests "
         f"Holm-corrected together at alpha {V.ALPHA}. Any verdict other than undecided needs at least "
         f"{a.get('min_pairs')} paired seeds here (below that even the same sign on every seed is within "
-        "chance for the exact sign-flip test at Holm's first threshold).",
+        "chance for the exact sign-flip test at Holm's first threshold). The interval beside each verdict is the "
+        "one it was decided on, at the level Holm gave its test: it excludes 0 for better/worse and lies inside "
+        "the margin for equivalent."
+        + "".join(
+            f" The {what}: {summary.attrs[key]}."
+            for what, key in (("margin", "margin_source"), ("baseline", "baseline_source"))
+            if summary.attrs.get(key)
+        ),
         "",
     ]
     rank = {g: i for i, g in enumerate(summary.index)}
@@ -115,6 +116,11 @@ def findings(
         if setting and not same:
             name, base = row["group"], row["baseline"]
         lines.append(f"- {setting + ': ' if same else ''}" + comparison_sentence(row, name, base, needed))
+    if "why" in summary:  # a group with no comparison at all (no baseline run at its setting): say why
+        compared = set(comparisons["group"]) | set(comparisons["baseline"])
+        for group, row in summary.iterrows():
+            if group not in compared and isinstance(row["why"], str) and row["why"]:
+                lines.append(f"- **{group}: not compared**: {row['why']}.")
     return lines
 
 
@@ -155,55 +161,45 @@ def settle(summary: pd.DataFrame, comparisons: pd.DataFrame, facts: Facts, group
             f"variance only, not the observed differences). {why}, at Holm's worst-case level "
             f"{V.ALPHA}/{2 * a['k']} (the runs have {have}). The runs already made are reused:"
         )
-    values = {}
-    for k in group_cols:
-        u = pd.Series(summary[k].astype(str).unique())
-        values[k] = list(u[natural_key(u).sort_values(kind="stable").index])
-    lines += ["", "```", more_seeds_command(facts, n, values), "```", ""]
+    lines += ["", "```", more_seeds_command(facts, n, group_values(summary, group_cols)), "```", ""]
     return lines
 
 
+def _runs_cell(r) -> str:
+    """Counted runs of all, and what happened to the others: '3/3', '2/3 (1 diverged)'."""
+    others = {
+        "diverged": r.diverged,
+        "never learned": getattr(r, "not_learning", 0),
+        "failed": r.failed,
+        "interrupted": r.interrupted,
+        "excluded": r.excluded,
+    }
+    rest = ", ".join(f"{int(v)} {k}" for k, v in others.items() if v)
+    return f"{int(r.completed)}/{int(r.runs)}" + (f" ({rest})" if rest else "")
+
+
 def table(summary: pd.DataFrame, group_cols: Sequence[str], selected_on: str, tested: bool = True) -> str:
-    """The summary table: the comparison with the baseline leads, then the group's own figures."""
+    """The summary table: the columns a reader decides from (every other one is in summary.csv)."""
     out = pd.DataFrame(index=summary.index)
     own = summary["baseline"] == summary.index.to_series() if "baseline" in summary else None
     if tested and "verdict" in summary:
-        out["vs baseline, points [95 % CI]"] = [
-            "baseline"
-            if o
-            else (
-                "–"
-                if pd.isna(d)
-                else f"{pts(d, True)}" + ("" if pd.isna(lo) else f" [{pts(lo, True)}, {pts(hi, True)}]")
-            )
-            for o, d, lo, hi in zip(own, summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"], strict=True)
+        out["vs baseline, points [interval of the verdict]"] = [
+            "baseline" if o else ("–" if pd.isna(row["diff"]) else f"{pts(row['diff'], True)} ({interval(row)})")
+            for o, (_, row) in zip(own, summary.iterrows(), strict=True)
         ]
-        out["verdict"] = [
-            "" if o else (v if isinstance(v, str) else "undecided")
-            for o, v in zip(own, summary["verdict"], strict=True)
-        ]
+        out["verdict"] = ["" if o else label(row) for o, (_, row) in zip(own, summary.iterrows(), strict=True)]
         out["pairs"] = ["" if o or pd.isna(n) else str(int(n)) for o, n in zip(own, summary["n_pairs"], strict=True)]
-        if "p_best" in summary and summary["p_best"].notna().any():
-            out["P(best)"] = summary["p_best"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")
     if "settings_tried" in summary:
         out["settings tried"] = summary["settings_tried"]
-    out["runs ok/div/never learned/fail/other"] = [
-        f"{r.completed}/{r.diverged}/{getattr(r, 'not_learning', 0)}/{r.failed}/{r.interrupted + r.excluded}"
-        for r in summary.itertuples()
-    ]
     out["final test acc % (mean ± sd)"] = [
         pts(m) + ("" if pd.isna(s) else f" ± {100 * s:.2f}")
         for m, s in zip(summary["final_test_acc_mean"], summary["final_test_acc_std"], strict=True)
     ]
-    if selected_on == "val":
-        out["test acc at best-val epoch %"] = summary["selected_test_acc_mean"].map(pts)
     out[f"epochs to 97 % ({selected_on})"] = [
         "never" if pd.isna(e) else f"{e:.1f} ({r})"
         for e, r in zip(summary["epochs_to_97_mean"], summary["reached_97"], strict=True)
     ]
-    out["final train loss"] = summary["final_train_loss_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.4f}")
-    out["final test loss"] = summary["final_test_loss_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.4f}")
-    out["s / model-epoch"] = summary["epoch_seconds_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")
+    out["runs counted/all"] = [_runs_cell(r) for r in summary.itertuples()]
     out.index.name = " · ".join(group_cols) if len(group_cols) > 1 else "activation"
     return out.to_markdown()
 
@@ -266,29 +262,132 @@ def limits(sweep: Sweep, summary: pd.DataFrame, facts: Facts) -> list[str]:
     return [*out, ""]
 
 
+def _figure_entries(figures: Sequence[tuple]) -> list[tuple[str, str, str, bool]]:
+    """(title, file, kind, has_pdf) for every figure; a (title, file) pair gets its kind from its name."""
+    out = []
+    for f in figures:
+        title, file = f[0], f[1]
+        if len(f) >= 4:
+            kind, has_pdf = f[2], bool(f[3])
+        else:
+            curves = file in CURVE_FIGURES or file.startswith("accuracy_vs_")
+            kind, has_pdf = ("decision" if file in DECISION_FIGURES else "curves" if curves else "appendix"), True
+        out.append((title, file, kind, has_pdf))
+    return out
+
+
+def _figures(entries: Sequence[tuple[str, str, str, bool]], kind: str, level: str = "###") -> list[str]:
+    lines: list[str] = []
+    chosen = [e for e in entries if e[2] == kind]
+    if kind == "decision":  # in the order a reader decides: the differences, then the curves they come from
+        chosen.sort(key=lambda e: DECISION_FIGURES.index(e[1]) if e[1] in DECISION_FIGURES else len(DECISION_FIGURES))
+    for title, file, _, has_pdf in chosen:
+        pdf = f" ([PDF]({file.rsplit('.', 1)[0]}.pdf))" if has_pdf else ""
+        lines += [f"{level} {title}", "", f"![{title}]({file}){pdf}", ""]
+    return lines
+
+
+def group_values(summary: pd.DataFrame, group_cols: Sequence[str]) -> dict[str, list[str]]:
+    """Every swept key's values over the groups, in natural order (for the commands a report prints)."""
+    values = {}
+    for k in group_cols:
+        u = pd.Series(summary[k].astype(str).unique())
+        values[k] = list(u[natural_key(u).sort_values(kind="stable").index])
+    return values
+
+
+def _headline(
+    sweep: Sweep, summary: pd.DataFrame, best: pd.DataFrame | None, facts: Facts, all_pairs: bool
+) -> list[str]:
+    """The bottom line: from the each-at-its-best family when another key was swept and tested,
+    else from the main family."""
+    tested_best = best is not None and not best.attrs.get("why_no_test") and len(best.attrs.get("comparisons", ()))
+    frame = best if tested_best else summary
+    comparisons = frame.attrs.get("comparisons", pd.DataFrame())
+    single = len(sweep.setting_cols) == 0 or tested_best
+    names = {g: (_act(frame, g) if single else str(g)) for g in frame.index}
+    for g in comparisons.get("baseline", []):
+        names.setdefault(g, _act(frame, g) if single else str(g))
+    lines = ["## Bottom line", ""]
+    if tested_best:
+        lines += [f"Each activation at its best {', '.join(sweep.setting_cols)} (chosen on validation):", ""]
+    values = group_values(summary, sweep.group_cols)
+    lines += bottom_line(frame, comparisons, frame.attrs.get("baseline", ""), facts, values, names, len(summary))
+    speed = speed_note(summary, names, sweep.selected_on) if not sweep.setting_cols else None
+    return lines + ([speed, ""] if speed else [])
+
+
 def render(
     sweep: Sweep,
     paths: Sequence[str],
     summary: pd.DataFrame,
     best: pd.DataFrame | None,
-    figures: Sequence[tuple[str, str]],
+    figures: Sequence[tuple],
     facts: Facts | None = None,
     all_pairs: bool = False,
 ) -> str:
     facts = facts or Facts()
     runs = sweep.runs
+    entries = _figure_entries(figures)
     baseline = summary.attrs.get("baseline", "") if len(summary) else ""
     lines = [
         "# Activation comparison on MNIST",
         "",
-        f"Built {datetime.now().isoformat(timespec='seconds')} from {len(runs)} run(s) in "
+        f"{len(runs)} run(s) in "
         + ", ".join(f"`{p}`" for p in paths)
-        + ".",
-        f"Groups differ in: {', '.join(sweep.group_cols)} (from the runs' resolved configs).",
-        f"Code: git {', '.join(sorted({str(c)[:10] for c in runs['git_commit']}))}; "
+        + f"; groups differ in: {', '.join(sweep.group_cols)}. Built {datetime.now().isoformat(timespec='seconds')}"
+        f" from code git {', '.join(sorted({str(c)[:10] for c in runs['git_commit']}))}, "
         f"torch {', '.join(sorted(set(map(str, runs['torch']))))}.",
         "",
     ]
+    if len(summary):
+        lines += _headline(sweep, summary, best, facts, all_pairs)
+    else:
+        lines += ["## Bottom line", "", "No run completed, so there is no answer yet: see below why.", ""]
+    lines += _figures(entries, "decision", "##")
+    comparisons = summary.attrs.get("comparisons", pd.DataFrame()) if len(summary) else pd.DataFrame()
+    if len(summary):
+        lines += ["## Verdicts", "", *findings(summary, comparisons, baseline), ""]
+        lines += settle(summary, comparisons, facts, sweep.group_cols)
+        lines += [
+            f"## Summary (baseline **{baseline}**; by setting, then by verdict and difference)",
+            "",
+            table(summary, sweep.group_cols, sweep.selected_on),
+            "",
+            "Differences are paired by seed, with the interval each verdict was decided on (its confidence is "
+            "the level Holm gave the test). summary.csv also has the unadjusted 95 % CIs, the p-values, P(best) "
+            "(a bootstrap over seeds), final losses and seconds per model-epoch.",
+            "",
+            _selection_note(sweep),
+            "",
+        ]
+        if best is not None:
+            lines += _best_section(sweep, best)
+    lines += _setup(sweep, facts)
+    if len(summary):
+        lines += limits(sweep, summary, facts)
+    lines += _left_out(runs)
+    curves = _figures(entries, "curves")
+    if curves:
+        lines += ["## Training curves", "", *curves]
+    appendix = _figures(entries, "appendix")
+    if appendix:
+        lines += ["## Appendix: how the runs trained", "", *appendix]
+    lines += [
+        "## Files",
+        "",
+        "- `results.csv`: every run's epoch rows (tidy); `runs.csv`: one row per run, with its `outcome`;",
+        "  `summary.csv`: one row per group, with its comparison against the baseline (`verdict`,",
+        "  `within_margin`, `diff`, `decision_low`, `decision_high`, `decision_level`, `n_pairs`, `p_diff_holm`,",
+        "  `p_equiv_holm`, `p_best`, ...); `comparisons.csv`: every comparison made; `diagnostics.csv`: per-layer",
+        "  diagnostics" + ("; every figure also as PDF." if any(e[3] for e in entries) else "."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _setup(sweep: Sweep, facts: Facts) -> list[str]:
+    lines: list[str] = []
     if facts.lines:
         lines += [
             "## Setup",
@@ -310,53 +409,24 @@ def render(
         notes.append("Skipped (malformed files): " + "; ".join(f"`{p}`" for p in sweep.problems) + ".")
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
-    comparisons = summary.attrs.get("comparisons", pd.DataFrame()) if len(summary) else pd.DataFrame()
-    if len(summary):
-        lines += ["## Verdicts", "", *findings(summary, comparisons, baseline), ""]
-        lines += settle(summary, comparisons, facts, sweep.group_cols)
-        lines += [
-            f"## Summary (baseline **{baseline}**; by setting, then by verdict and difference)",
-            "",
-            table(summary, sweep.group_cols, sweep.selected_on),
-            "",
-            "Differences are paired by seed; their 95 % CIs are per comparison (unadjusted), the verdicts "
-            "Holm-adjusted. P(best): the share of bootstrap resamples of the shared seeds in which the group "
-            "has the highest mean at its setting. s / model-epoch: the median over epochs 2 and later "
-            "(epoch 1 holds warm-up); a stacked group's epoch time is divided by its models, so it is a share "
-            "of a group's time, not a per-activation cost.",
-            "",
-            _selection_note(sweep),
-            "",
-        ]
-        if best is not None:
-            lines += _best_section(sweep, best)
-        lines += limits(sweep, summary, facts)
+    return lines
+
+
+def _left_out(runs: pd.DataFrame) -> list[str]:
     bad = runs[runs["outcome"] != COUNTED]
-    if len(bad):
-        lines += ["## Runs not in the statistics", ""]
-        for r in bad.sort_values("run", key=natural_key).itertuples():
-            text = f"- `{r.run}`: **{r.outcome}**"
-            if r.outcome == "diverged" and pd.notna(r.diverged_epoch):
-                text += f" in epoch {int(r.diverged_epoch)}"
-            if r.outcome == "excluded":
-                text += " (metrics.csv disagrees with run.json)"
-            if isinstance(r.note, str) and r.note:
-                text += f": {r.note}"
-            lines.append(text)
-        lines.append("")
-    for title, file in figures:
-        lines += [f"## {title}", "", f"![{title}]({file}) ([PDF]({file.rsplit('.', 1)[0]}.pdf))", ""]
-    lines += [
-        "## Files",
-        "",
-        "- `results.csv`: every run's epoch rows (tidy); `runs.csv`: one row per run, with its `outcome`;",
-        "  `summary.csv`: one row per group, with its comparison against the baseline (`verdict`,",
-        "  `diff`, `diff_ci_low`, `diff_ci_high`, `n_pairs`, `p_diff_holm`, `p_equiv_holm`, `p_best`);",
-        "  `comparisons.csv`: every comparison made; `diagnostics.csv`: per-layer diagnostics; every",
-        "  figure also as PDF.",
-        "",
-    ]
-    return "\n".join(lines)
+    if not len(bad):
+        return []
+    lines = ["## Runs not in the statistics", ""]
+    for r in bad.sort_values("run", key=natural_key).itertuples():
+        text = f"- `{r.run}`: **{r.outcome}**"
+        if r.outcome == "diverged" and pd.notna(r.diverged_epoch):
+            text += f" in epoch {int(r.diverged_epoch)}"
+        if r.outcome == "excluded":
+            text += " (metrics.csv disagrees with run.json)"
+        if isinstance(r.note, str) and r.note:
+            text += f": {r.note}"
+        lines.append(text)
+    return [*lines, ""]
 
 
 def _best_section(sweep: Sweep, best: pd.DataFrame) -> list[str]:

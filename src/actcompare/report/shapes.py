@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.names or available:
             cfg = compose(config_name="config", overrides=[f"activation={name}", *extra])
             modules[cfg.activation.name] = cfg.activation.module
-    print(f"wrote {plot_activation_shapes(modules, args.out, tuple(args.range) if args.range else None)}")
+    print(f"wrote {plot_activation_shapes(modules, args.out, tuple(args.range) if args.range else None, pdf=True)}")
     return 0
 
 

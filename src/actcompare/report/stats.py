@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..order import natural_rank
 from . import verdicts as V
-from .load import COUNTED, EXCLUDED, NOT_LEARNING, Sweep
+from .load import COUNTED, EXCLUDED, NOT_LEARNING, NOT_LEARNING_ACC, Sweep
 
 COMPARISON_COLUMNS = [
     "group",
@@ -36,9 +37,23 @@ COMPARISON_COLUMNS = [
     "p_equiv",
     "p_diff_holm",
     "p_equiv_holm",
+    "decision_low",
+    "decision_high",
+    "decision_level",
+    "within_margin",
     "margin",
     "why",
 ]
+# Filled in by family() from the whole family (Holm): not by compare().
+FAMILY_COLUMNS = (
+    "verdict",
+    "p_diff_holm",
+    "p_equiv_holm",
+    "decision_low",
+    "decision_high",
+    "decision_level",
+    "within_margin",
+)
 VERDICT_ORDER = {V.BETTER: 0, V.EQUIVALENT: 1, V.UNDECIDED: 2, V.WORSE: 3}
 BOOTSTRAPS = 2000  # resamples of the shared seeds for each group's probability of being best
 
@@ -93,20 +108,27 @@ def compare(a: Mapping[Any, float], b: Mapping[Any, float], margin: float) -> di
             p_equiv=float(t["p_equiv"]),
         )
         if not t["sd"] > V.NO_SPREAD:
-            out["why"] = f"every shared seed gives the same difference: the p is the sign-flip test's over {len(d)}"
+            out["why"] = (
+                f"every shared seed gives the same difference: the p is the sign-flip test's over {len(d)}, "
+                "and no interval can be estimated (decision_low/high NaN)"
+            )
     return out
 
 
 def family(rows: list[dict[str, Any]], margin: float) -> pd.DataFrame:
     """One family of comparisons -> its table with verdicts (Holm over all of it) and, in attrs, what
     settles it: k, min_pairs, pooled_sd (of paired differences), seeds_needed, margin."""
-    comp = pd.DataFrame(
-        rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("verdict", "p_diff_holm", "p_equiv_holm")]
+    comp = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in FAMILY_COLUMNS])
+    decided = V.decide_many(comp["diff"], comp["p_diff"], comp["p_equiv"])
+    comp["verdict"], comp["p_diff_holm"], comp["p_equiv_holm"] = (
+        [str(v) for v in decided["verdict"]],
+        decided["adj_diff"],
+        decided["adj_equiv"],
     )
-    verdicts, adj_diff, adj_equiv = (
-        V.decide(comp["diff"], comp["p_diff"], comp["p_equiv"]) if len(comp) else ([], [], [])
-    )
-    comp["verdict"], comp["p_diff_holm"], comp["p_equiv_holm"] = verdicts, adj_diff, adj_equiv
+    # The interval each verdict was decided on, at its Holm level (V.decision_intervals says which).
+    for col, values in V.decision_intervals(comp["diff"], comp["sd_diff"], comp["n_pairs"], margin, decided).items():
+        comp[col] = values
+    comp["within_margin"] = comp["within_margin"].astype(bool)
     k = int(comp["p_diff"].notna().sum()) or len(comp)
     sd = V.pooled_sd(comp["sd_diff"], comp["n_pairs"])
     comp = comp[COMPARISON_COLUMNS]
@@ -127,10 +149,15 @@ def family(rows: list[dict[str, Any]], margin: float) -> pd.DataFrame:
     return comp
 
 
+def counted_runs(sweep: Sweep) -> pd.DataFrame:
+    """The runs that enter a mean or a comparison (outcome ``counted``): the one place they are chosen."""
+    return sweep.runs[sweep.runs["outcome"] == COUNTED]
+
+
 def finals(sweep: Sweep, group: str, column: str = "final_test_acc") -> dict[Any, float]:
     """{seed: value} over the counted runs of ``group``."""
-    r = sweep.runs[(sweep.runs["group"] == group) & (sweep.runs["outcome"] == COUNTED)]
-    r = r.dropna(subset=[column])
+    r = counted_runs(sweep)
+    r = r[r["group"] == group].dropna(subset=[column])
     return dict(zip(r["seed"], r[column].astype(float), strict=True))
 
 
@@ -261,9 +288,17 @@ def summarize(
     comparisons = compare_groups(sweep, list(summary.index), base, margin, all_pairs)
     acts = summary["activation"]
     vs = comparisons[comparisons["baseline"].map(acts) == base].drop_duplicates("group").set_index("group")
-    summary = summary.join(vs.drop(columns=["why"]))
+    summary = summary.join(vs)  # with its why: a row without a p says why it has none
     summary["baseline"] = [
         b if isinstance(b, str) else (g if acts[g] == base else "") for g, b in summary["baseline"].items()
+    ]
+    summary["why"] = [
+        (
+            f"no {base} run at {', '.join(f'{k}={summary.loc[g, k]}' for k in sweep.setting_cols)} to pair it with"
+            if b == "" and not isinstance(w, str)
+            else (w if isinstance(w, str) else "")
+        )
+        for g, b, w in zip(summary.index, summary["baseline"], summary["why"], strict=True)
     ]
     summary["p_best"] = math.nan
     for _, members in summary.groupby([*sweep.setting_cols] or (lambda _: 0), sort=False):
@@ -275,9 +310,8 @@ def summarize(
 
 
 def natural_key(col: pd.Series) -> pd.Series:
-    """Numbers by value, else text: "2" before "16"."""
-    num = pd.to_numeric(col, errors="coerce")
-    return num if num.notna().all() else col.astype(str)
+    """A pandas sort key in the project's natural order (:mod:`actcompare.order`): "2" before "16"."""
+    return natural_rank(col)
 
 
 def _sort(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -360,3 +394,96 @@ def best_settings(
     best = _sort(best, [])  # a new frame: the attrs go on last
     best.attrs.update(attrs, comparisons=comp)
     return best
+
+
+# ---------------------------------------------------------------- the numbers the figures draw
+# The figures (report/figures/) only draw: every number they show comes from here.
+
+BAND_LEVEL = 0.95  # of the per-epoch difference bands (unadjusted; a verdict's own interval is in comparisons)
+
+
+def t_half_width(sd: Any, n: Any, level: float = BAND_LEVEL) -> Any:
+    """Half-width of the Student t interval of a mean: t(0.5 + level / 2, n - 1) * sd / sqrt(n)
+    (arrays or Series alike; NaN below 2 values)."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * np.asarray(sd, dtype=float) / np.sqrt(n)
+    return np.where(n >= 2, half, np.nan)
+
+
+def paired_seed_diffs(sweep: Sweep, group: str, baseline: str, column: str = "final_test_acc") -> pd.Series:
+    """{seed: value(group) - value(baseline)} over the seeds both groups completed (``finals``), in
+    natural seed order: the pairs a comparison is made of (never a seed against a mean)."""
+    seeds, d, _, _ = V.paired_diffs(finals(sweep, group, column), finals(sweep, baseline, column))
+    return pd.Series(d, index=pd.Index(seeds, name="seed"), dtype=float)
+
+
+def paired_epoch_diffs(
+    sweep: Sweep, group: str, baseline: str, metric: str = "test_acc", level: float = BAND_LEVEL
+) -> pd.DataFrame:
+    """Per epoch (the index), over the seeds both groups completed (counted runs): n, the mean of the
+    paired differences of ``metric`` (diff) and its t interval at ``level`` (ci_low, ci_high: the
+    interval ttest_rel gives; NaN below 2 pairs, zero width where every pair ties)."""
+    res = sweep.results[sweep.results["outcome"] == COUNTED]
+    seeds = counted_runs(sweep).set_index("run")["seed"]
+    res = res.assign(seed=res["run"].map(seeds))  # the run's seed (run.json), whatever metrics.csv holds
+
+    def per_seed(g: str) -> pd.DataFrame:
+        return res[res["group"] == g].pivot_table(index="epoch", columns="seed", values=metric, aggfunc="first")
+
+    a, b = per_seed(group), per_seed(baseline)
+    shared = [s for s in a.columns if s in b.columns]
+    epochs = a.index.intersection(b.index)
+    d = (a.loc[epochs, shared] - b.loc[epochs, shared]).astype(float)
+    n = d.notna().sum(axis=1)
+    mean = d.mean(axis=1)
+    half = pd.Series(t_half_width(d.std(axis=1, ddof=1), n, level), index=d.index)
+    return pd.DataFrame({"n": n, "diff": mean, "ci_low": mean - half, "ci_high": mean + half})
+
+
+def epoch_curves(sweep: Sweep, metric: str, outcomes: Sequence[str] = (COUNTED, NOT_LEARNING)) -> pd.DataFrame:
+    """Per group and epoch: mean, sd (ddof 1) and count of ``metric`` over the group's runs with one of
+    ``outcomes`` (counted runs, and runs that never learned: drawn apart, never in a counted mean).
+    Columns group, activation, epoch, mean, std, count; groups in sweep order."""
+    res = sweep.results[sweep.results["outcome"].isin(list(outcomes)) & np.isfinite(sweep.results[metric])]
+    out = res.groupby(["group", "epoch"], sort=False)[metric].agg(["mean", "std", "count"]).reset_index()
+    first = sweep.runs.drop_duplicates("group").set_index("group")["activation"]
+    out.insert(1, "activation", out["group"].map(first))
+    order = {g: i for i, g in enumerate(dict.fromkeys(sweep.runs["group"]))}
+    return out.sort_values(["group", "epoch"], key=lambda c: c.map(order) if c.name == "group" else c, kind="stable")
+
+
+def not_learning_groups(sweep: Sweep) -> dict[str, float]:
+    """{group: mean final test accuracy} of the groups that never learned: the counted runs' mean final
+    test accuracy is below NOT_LEARNING_ACC, or the group has no counted run and some runs with
+    outcome ``not_learning`` (their mean). Figures draw these apart, never setting a scale."""
+    out: dict[str, float] = {}
+    for group, g in sweep.runs.groupby("group", sort=False):
+        counted = g[g["outcome"] == COUNTED]["final_test_acc"].dropna()
+        flagged = g[g["outcome"] == NOT_LEARNING]["final_test_acc"].dropna()
+        if len(counted) and counted.mean() < NOT_LEARNING_ACC:
+            out[str(group)] = float(counted.mean())
+        elif not len(counted) and len(flagged):
+            out[str(group)] = float(flagged.mean())
+    return out
+
+
+def final_means(sweep: Sweep, column: str = "final_test_acc") -> dict[str, float]:
+    """{group: mean of ``column``}: over the counted runs, else (a group that never learned) over its
+    ``not_learning`` runs (``not_learning_groups``)."""
+    return {**counted_runs(sweep).groupby("group")[column].mean().to_dict(), **not_learning_groups(sweep)}
+
+
+def best_groups(sweep: Sweep, keys: Sequence[str]) -> tuple[list[str], str]:
+    """Each activation's best group at every setting of ``keys`` (the other swept keys are chosen
+    over), on the mean final validation accuracy when the runs recorded one, else on the mean final
+    test accuracy; and the basis ("validation" or "test (optimistic: ...)")."""
+    counted = counted_runs(sweep)
+    on_val = sweep.selected_on == "val" and "final_val_acc" in counted and counted["final_val_acc"].notna().any()
+    col = "final_val_acc" if on_val else "final_test_acc"
+    means = counted.groupby("group")[col].mean().dropna()
+    firsts = sweep.runs.drop_duplicates("group").set_index("group")
+    picks = []
+    for _, members in firsts.loc[firsts.index.isin(means.index)].groupby(["activation", *keys], sort=False):
+        picks.append(str(means.loc[members.index].idxmax()))
+    return picks, ("validation" if on_val else "test (optimistic: chosen on the set it reports)")

@@ -20,26 +20,40 @@ import atexit
 import contextlib
 import json
 import logging
+import math
 import os
+import shutil
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from actcompare import record, runs
+from actcompare.errors import UserError
+from actcompare.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".actcompare.lock"
 _REFUSED: list[bool] = []  # set by refused(): this process's sweep was refused before it trained
+_CRASHED: list[bool] = []  # set by crashed(): this process's sweep stopped on an unexpected error
 
 
 def refused() -> None:
     """The sweep is refused (its one-line error is on its way): no report, no summary, and the
     folders it made are removed at exit."""
     _REFUSED.append(True)
+
+
+def crashed() -> None:
+    """The sweep stopped on an unexpected error: what it made that holds no run is removed at exit
+    (a sweep that failed before training leaves no folder); the runs it wrote stay and are named."""
+    _CRASHED.append(True)
 
 
 def _bare(folder: Path) -> bool:
@@ -116,10 +130,11 @@ class SweepLock:
 
 
 def report_options(config: DictConfig) -> dict[str, Any]:
-    """build_report's margin (a fraction; report.margin is in points) and baseline from a sweep's config."""
+    """build_report's margin (a fraction; report.margin is in points), baseline and pdf from a sweep's config."""
     margin = OmegaConf.select(config, "report.margin", default=None)
     baseline = OmegaConf.select(config, "report.baseline", default=None)
-    return {"margin": None if margin is None else float(margin) / 100, "baseline": baseline}
+    pdf = bool(OmegaConf.select(config, "report.pdf", default=False))
+    return {"margin": None if margin is None else float(margin) / 100, "baseline": baseline, "pdf": pdf}
 
 
 class SweepCallback(Callback):
@@ -174,8 +189,8 @@ class SweepCallback(Callback):
         assert self.sweep_dir is not None
         if not any(self.sweep_dir.rglob("run.json")):
             return [], None  # not actcompare's runs (or none ran): nothing to report
-        from actcompare.errors import UserError
-        from actcompare.report import build_report, failed_runs
+        log.info("writing the sweep report ...")  # a few seconds of statistics and figures: never silence
+        from actcompare.report import build_report, failed_runs  # here: pandas, matplotlib: the sweep's end only
 
         problem = None
         try:
@@ -191,20 +206,17 @@ class SweepCallback(Callback):
     def _clean_up(self) -> None:
         """After a refusal: remove what this sweep made that holds no run."""
         assert self.sweep_dir is not None
-        import shutil
-
         if self.lock is not None:
             self.lock.release()
         if not self.sweep_dir.is_dir():
             return
         if self.multirun_yaml is not None:
-            from actcompare.files import atomic_write
-
             atomic_write(self.sweep_dir / "multirun.yaml", self.multirun_yaml)
-        for entry in self.sweep_dir.iterdir():
-            if self.before is not None and entry.name in self.before:
-                continue
-            if entry.name == "multirun.yaml" or (entry.is_dir() and _bare(entry)):
+        new = [e for e in self.sweep_dir.iterdir() if self.before is None or e.name not in self.before]
+        # A sweep that failed after some runs were written keeps its multirun.yaml beside them.
+        trained = any(e.is_dir() and not _bare(e) for e in new)
+        for entry in new:
+            if (entry.name == "multirun.yaml" and not trained) or (entry.is_dir() and _bare(entry)):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         if self.before is None and not any(self.sweep_dir.iterdir()):
             self.sweep_dir.rmdir()
@@ -216,19 +228,20 @@ class SweepCallback(Callback):
             with contextlib.suppress(OSError):
                 self._clean_up()
             return
+        if _CRASHED:
+            with contextlib.suppress(OSError):
+                self._clean_up()
         try:
-            from actcompare import runs
-
             statuses = []
             for path in self.sweep_dir.rglob("run.json"):
-                with contextlib.suppress(runs.BadRecord):  # the report names a malformed one
-                    statuses.append(runs.read_record(path)["status"])
+                with contextlib.suppress(record.BadRecord):  # the report names a malformed one
+                    statuses.append(record.read_record(path)["status"])
             if statuses and runs.INTERRUPTED not in statuses and runs.RUNNING not in statuses:
                 failed, problem = self._report(summary=False)
                 if problem:
                     print(f"error: no sweep report: {problem}", file=sys.stderr)
             elif statuses:  # name every run that did not finish (a killed worker leaves 'running') and how to redo it
-                from actcompare.report import failed_runs
+                from actcompare.report import failed_runs  # here: pandas, at the sweep's end only
 
                 failed = failed_runs([self.sweep_dir])
                 if failed:
@@ -245,10 +258,8 @@ class SweepCallback(Callback):
 def _quiet_optuna() -> None:
     """Optuna's own INFO lines and its 'experimental feature' warning repeat what the sweeper logs:
     warnings and errors only (each trial's result is in its run folder and the report)."""
-    import warnings
-
     try:
-        import optuna
+        import optuna  # an optional extra ('actcompare[optuna]'), and slow to import
     except ImportError:
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -258,9 +269,7 @@ def _quiet_optuna() -> None:
 def _print_summary(sweep_dir: Path) -> None:
     """Where the files are and a short table: each group's runs, accuracy in percent (mean ± sd; no
     sd from one seed) and its verdict against the baseline. The report says how it was reached."""
-    import math
-
-    import pandas as pd
+    import pandas as pd  # here: slow to import, and only the sweep's end needs it
 
     try:
         summary = pd.read_csv(sweep_dir / "summary.csv")

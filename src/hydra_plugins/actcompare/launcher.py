@@ -1,8 +1,9 @@
 """The fused launcher: hydra/launcher=fused (actcompare's default). Hydra hands a launcher a whole
-batch of jobs; this one composes each job once, checks all of them before any trains or any folder
-is made, then trains the jobs that can share a program together (actcompare.experiment.run_group:
-stacked groups of activations x seeds x inits), each recorded in its own job folder exactly as under
-the basic launcher.
+batch of jobs; this one composes each job once (the configs Hydra's sweeper composed to check the
+batch are reused: KeptConfigs), checks all of them before any trains or any folder is made, then
+trains the jobs that can share a program together (actcompare.experiment.run_group: stacked groups
+of activations x seeds x inits), each recorded in its own job folder exactly as under the basic
+launcher.
 
 Hydra's job contract, and the one compromise its API forces: Hydra's ``run_job`` runs one job from
 ``on_job_start`` through the task to ``on_job_end``; jobs that train together cannot each be inside
@@ -26,6 +27,8 @@ does, so the launcher is correct for any app (tests run Hydra's LauncherTestSuit
 import copy
 import logging
 import os
+import sys
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,8 +40,15 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from actcompare import runs
+from actcompare.errors import ConfigError, UserError
+from actcompare.executors import Executor
+from actcompare.task import job_result
+from hydra_plugins.actcompare.callback import refused
 
 log = logging.getLogger(__name__)
 
@@ -93,42 +103,99 @@ def _job_folder(cfg: DictConfig) -> Path:
     return Path(os.path.abspath(os.path.join(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))))
 
 
-def _save_job_config(cfg: DictConfig, folder: Path) -> None:
-    """The job's .hydra/ (config.yaml, hydra.yaml, overrides.yaml), as Hydra's run_job writes it."""
-    cfg = copy.deepcopy(cfg)
-    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
-        cfg.hydra.runtime.output_dir = str(folder)
+def _save_job_config(cfg: DictConfig, folder: Path, task: Optional[DictConfig] = None) -> None:
+    """The job's .hydra/ (config.yaml, hydra.yaml, overrides.yaml), as Hydra's run_job writes it.
+    ``task``: the job's config without the hydra node (_task_config), if already made."""
     if cfg.hydra.output_subdir is None:
         return
+    hydra = OmegaConf.masked_copy(cfg, "hydra")  # a copy of the hydra node alone: cfg stays as it is
+    with read_write(hydra.hydra.runtime), open_dict(hydra.hydra.runtime):
+        hydra.hydra.runtime.output_dir = str(folder)
     out = folder / str(cfg.hydra.output_subdir)
     out.mkdir(parents=True, exist_ok=True)
     for name, node in (
-        ("config.yaml", _task_config(cfg)),
-        ("hydra.yaml", OmegaConf.masked_copy(cfg, "hydra")),
+        ("config.yaml", _task_config(cfg) if task is None else task),
+        ("hydra.yaml", hydra),
         ("overrides.yaml", cfg.hydra.overrides.task),
     ):
         (out / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
 
 
-def _spec(cfg: DictConfig, folder: Path) -> Any:
-    """What the engine needs for one job; its .hydra/ is written when it starts training."""
-    from actcompare.experiment import RunSpec
+# ---------------------------------------------------------------- each job's config composed once
+
+# Hydra's Sweeper.validate_batch_is_legal (BasicSweeper, seeds=auto) composes every job of a batch to
+# fail early, and throws the configs away; a launcher then composes each job again (~0.1-0.8 s each,
+# twice the composing of a sweep). ConfigLoader.load_sweep_config has no cache (every call builds a
+# new CachingConfigRepository), so the configs that check composed are kept here, on the loader,
+# and the launcher takes each of them once instead of composing it again: the same call, the same
+# process, the same master config (its resolver cache is copied into each), the same cwd and
+# environment. Only calls from that check are kept: its caller provably discards the result, so no
+# one else holds the object the launcher is handed.
+_VALIDATE = Sweeper.validate_batch_is_legal.__code__
+
+
+class KeptConfigs:
+    """Wraps one ConfigLoader's load_sweep_config (an instance attribute, so picklable with it):
+    keeps what Hydra's batch check composes, by the job's overrides, until a launcher takes it."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.kept: dict[tuple[str, ...], tuple[DictConfig, DictConfig]] = {}
+        self.batch: Any = None  # the batch being checked (to say "composing N jobs" once per batch)
+        self.seconds = 0.0  # spent composing in the check since a launcher last took configs
+
+    @classmethod
+    def install(cls, loader: Any) -> "KeptConfigs":
+        kept = loader.__dict__.get("load_sweep_config")
+        if not isinstance(kept, cls):
+            kept = cls(loader)
+            loader.load_sweep_config = kept
+        return kept
+
+    def __call__(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        caller = sys._getframe(1)
+        checking = caller.f_code is _VALIDATE
+        if checking:
+            batch = caller.f_locals.get("batch")
+            if batch is not self.batch:
+                self.batch = batch
+                log.info("composing %s ...", _jobs(len(batch)) if isinstance(batch, Sequence) else "the jobs")
+        tic = time.perf_counter()
+        cfg = type(self.loader).load_sweep_config(self.loader, master_config, sweep_overrides)
+        if checking:
+            self.seconds += time.perf_counter() - tic
+            self.kept[tuple(sweep_overrides)] = (master_config, cfg)
+        return cfg
+
+    def take(self, master_config: DictConfig, overrides: Sequence[str]) -> Optional[DictConfig]:
+        """The config Hydra's check composed for this job (handed out once), or None."""
+        master, cfg = self.kept.pop(tuple(overrides), (None, None))
+        return cfg if master is master_config else None
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
+
+
+def _spec(cfg: DictConfig, folder: Path, task: Optional[DictConfig] = None) -> Any:
+    """What the engine needs for one job; its .hydra/ is written when it starts training. ``task``:
+    the job's config without the hydra node (_task_config), if already made."""
+    from actcompare.experiment import RunSpec  # here: torch, ~2 s, not at Hydra's plugin scan (--help)
 
     choices = OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {}
+    task = _task_config(cfg) if task is None else task
     return RunSpec(
-        cfg=_task_config(cfg),
+        cfg=task,
         out_dir=folder,
         overrides=[str(o) for o in cfg.hydra.overrides.task],
         choices={str(k): str(v) for k, v in choices.items() if not str(k).startswith("hydra/") and v is not None},
-        prepare=partial(_save_job_config, cfg, folder),  # picklable: an executor's task calls it
+        prepare=partial(_save_job_config, cfg, folder, task),  # picklable: an executor's task calls it
     )
 
 
 def refuse(message: str) -> SystemExit:
     """A batch refused before anything trains: the sweep callback then leaves no folder behind and
     prints nothing more (no report, no "Sweep finished")."""
-    from hydra_plugins.actcompare.callback import refused
-
     refused()
     return SystemExit(message)
 
@@ -145,9 +212,6 @@ class FusedLauncher(Launcher):
         slurm: Optional[dict[str, Any]] = None,
     ) -> None:
         super().__init__()
-        from actcompare.errors import ConfigError
-        from actcompare.executors import Executor
-
         if engine not in ("stacked", "single"):
             raise refuse(f"error: hydra.launcher.engine={engine!r} is not allowed: use stacked or single")
         if max_models is not None and (
@@ -175,16 +239,38 @@ class FusedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        # Before the sweeper's batch check (a sweeper calls it after setup): keep what it composes.
+        loader = hydra_context.config_loader
+        self.kept = KeptConfigs.install(loader) if hasattr(loader, "__dict__") else None
 
     def _compose(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[DictConfig]:
+        """Each job's config: the one Hydra's batch check composed (KeptConfigs), else composed here."""
         assert self.hydra_context is not None and self.config is not None
-        configs = []
+        kept: Optional[KeptConfigs] = getattr(self, "kept", None)
+        checked = kept.seconds if kept is not None else 0.0
+        tic, reused, configs = time.perf_counter(), 0, []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            sweep_config = kept.take(self.config, overrides) if kept is not None else None
+            if sweep_config is not None:
+                reused += 1
+            else:
+                if len(configs) == reused:  # the first job composed here
+                    log.info("composing %s ...", _jobs(len(job_overrides) - reused))
+                sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = idx
                 sweep_config.hydra.job.num = idx
             configs.append(sweep_config)
+        if kept is not None:
+            kept.seconds = 0.0
+        log.debug(
+            "composed %d jobs: %d in the sweeper's batch check (%.2f s), %d here (%.2f s)",
+            len(configs),
+            reused,
+            checked,
+            len(configs) - reused,
+            time.perf_counter() - tic,
+        )
         return configs
 
     def _run_job(self, sweep_config: DictConfig, task_function: TaskFunction) -> JobReturn:
@@ -211,11 +297,11 @@ class FusedLauncher(Launcher):
                 rets.append(self._run_job(sweep_config, self.task_function))
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
             return rets
+        tic = time.perf_counter()
         specs = check_jobs(configs, job_overrides)
+        log.debug("checked %d jobs in %.2f s", len(specs), time.perf_counter() - tic)
 
-        from actcompare.errors import UserError
-        from actcompare.experiment import run_group
-        from actcompare.task import job_result
+        from actcompare.experiment import run_group  # here: torch, ~2 s, not at Hydra's plugin scan (--help)
 
         where = "in this process" if self.executor.kind == "inprocess" else f"on executor {self.executor.kind}"
         log.info("Launching %d jobs %s (engine: %s)", len(specs), where, self.engine)
@@ -229,11 +315,12 @@ class FusedLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         # Hydra's job contract, once each job has trained: on_job_start, the task (returning the
         # recorded result), on_job_end with the finished job and its real return value.
-        rets = []
+        tic, rets = time.perf_counter(), []
         for cfg, spec, record in zip(configs, specs, records, strict=True):
             value = job_result(record, str(spec.cfg.get("objective", "test_acc")))
             rets.append(self._run_job(cfg, lambda _cfg, value=value: value))
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        log.debug("Hydra's job contract for %d jobs in %.2f s", len(rets), time.perf_counter() - tic)
         return rets
 
 
@@ -252,8 +339,7 @@ def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[s
     with '..'); two jobs in one folder, or one run in two folders (0 and 0.0); an activation name
     given to two different activation configs (here or in the sweep folder's runs); a folder that
     already holds a run this batch may not touch (recorder.existing). Returns the jobs' RunSpecs."""
-    from actcompare import runs
-    from actcompare.experiment import check_batch, shared_labels
+    from actcompare.experiment import check_batch, shared_labels  # here: torch, not at Hydra's plugin scan
 
     where: dict[str, list[str]] = defaultdict(list)
     labels = [",".join(filter_overrides(o)) or "(no overrides)" for o in job_overrides]
@@ -279,8 +365,9 @@ def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[s
                 f"names a folder may not hold '..' ({', '.join(bad) or cfg.hydra.sweep.subdir})"
             ] = []
             continue
+        task = _task_config(cfg)
         try:
-            rid = runs.run_id(OmegaConf.to_container(_task_config(cfg), resolve=True))
+            rid = runs.run_id(OmegaConf.to_container(task, resolve=True))
         except Exception:  # a config that does not resolve: validate() says why
             rid = f"unresolved-{label}"
         if folder in folders and folders[folder][0] != rid:
@@ -295,7 +382,7 @@ def check_jobs(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[s
             ] = []
         folders.setdefault(folder, (rid, label))
         ids.setdefault(rid, (folder, label))
-        specs.append(_spec(cfg, folder))
+        specs.append(_spec(cfg, folder, task))
     if not where:
         by_job = {id(spec): label for spec, label in zip(specs, labels, strict=True)}
         for problem, spec in check_batch(specs):

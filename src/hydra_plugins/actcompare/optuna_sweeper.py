@@ -15,7 +15,10 @@ trials (whatever their state), so with a ``storage`` the same command run again 
 study, and run on several machines at once they split the budget (each its own hydra.sweep.dir).
 A path ending in ``.journal`` or ``.log`` is an Optuna JournalStorage file (a shared filesystem is
 enough); anything else is an Optuna storage URL (``sqlite:///study.db``). Job numbers are trial
-numbers, so a continued study adds new folders to the same sweep folder.
+numbers, so a continued study adds new folders to the same sweep folder. A journal whose last record
+a killed writer left half-written is repaired under Optuna's lock on it (the torn line moves to
+<journal>.torn-<time>, one warning says so) before anything is appended; one damaged before its last
+line is refused, naming the line.
 
 A job that raises, or returns something that is not a finite number, is told as a failed trial;
 a batch in which every job raised stops the sweep with the first error. At the end the best trial
@@ -25,12 +28,16 @@ is logged and written to <sweep dir>/optimization_results.yaml (the file hydra-o
 # No `from __future__ import annotations`: Hydra scans plugins with exec_module outside sys.modules,
 # where dataclasses cannot resolve string annotations. Optuna is imported when a sweep starts, not
 # when Hydra scans the plugins (every command would pay for it; it is an optional extra).
+import json
 import logging
 import math
 import os
 import socket
+import time
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -153,11 +160,109 @@ def make_storage(storage: Optional[str]) -> Any:
     if not storage or not str(storage).endswith(JOURNAL_SUFFIXES):
         return storage or None
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    class CheckedJournalFileBackend(JournalFileBackend):
+        """Optuna's file backend with its default lock (JournalFileSymlinkLock: <journal>.lock, held
+        by every writer while it appends) that never appends to a record a killed writer left
+        half-written: under that lock, a torn last line is cut off (and kept) first."""
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            with _held(lock):
+                cut_torn_tail(path)
+                text = "\n".join(json.dumps(one, separators=(",", ":")) for one in logs) + "\n"
+                with open(self._file_path, "ab") as f:  # as Optuna's own append_logs
+                    f.write(text.encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
 
     path = Path(os.path.expanduser(str(storage))).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    lock = JournalFileSymlinkLock(str(path))  # what JournalFileBackend uses when given none
+    backend = CheckedJournalFileBackend(str(path), lock_obj=lock)  # creates an empty file if there is none
+    with _held(lock):  # no writer is mid-record while we look
+        check_journal(path)
+    return JournalStorage(backend)
+
+
+@contextmanager
+def _held(lock: Any) -> Iterator[None]:
+    lock.acquire()  # blocks; Optuna frees a lock left by a killed process after its grace period (30 s)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _record_error(line: bytes) -> Optional[str]:
+    """None for one whole journal record (a JSON object on a line), else what is wrong with it."""
+    try:
+        record = json.loads(line)
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as err:
+        return f"not JSON at column {err.colno}: {err.msg}"
+    return None if isinstance(record, dict) else "not a JSON object"
+
+
+def check_journal(path: Path) -> None:
+    """Refuse a journal damaged before its last line; cut off a torn last line. Call it holding the
+    journal's lock. A writer killed mid-write leaves its record without the newline that ends every
+    record (Optuna appends each one with a single write and holds the lock meanwhile); Optuna skips
+    such a line when it reads, but its next append would land on it and make the whole file
+    unreadable. A last line that ends but does not parse (an append onto a torn record, by an
+    older actcompare or by Optuna alone) is cut off the same way: Optuna never read it either."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")  # the last item: after the last newline (b"" when the file ends in one)
+    whole = len(lines) - 1
+    for number, line in enumerate(lines[:-1], start=1):
+        why = _record_error(line)
+        if why is None:
+            continue
+        if number == whole and not lines[-1]:  # the last line: a torn record, cut below
+            break
+        raise HydraException(
+            f"{path}: line {number} of {len(lines) - (not lines[-1])} is damaged ({why}), so the Optuna study in it "
+            f"cannot be read; restore the file from a copy, or keep its first {number - 1} lines (head -n {number - 1} "
+            f"{path} > kept.journal) and use hydra.sweeper.storage=kept.journal (later trials are lost)"
+        )
+    cut_torn_tail(path, data)
+
+
+def cut_torn_tail(path: Path, data: Optional[bytes] = None) -> None:
+    """If the journal's last line is not a whole record, move it to <journal>.torn-<time> (logging
+    one warning) and truncate the journal to its whole records. Call it holding the journal's lock."""
+    if data is None:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if not size:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":  # the cheap check before every append: the file ends with a record
+                return
+        data = path.read_bytes()
+    start = (data[:-1] if data.endswith(b"\n") else data).rfind(b"\n") + 1  # where the last line starts
+    last = data[start:]
+    if not last or (last.endswith(b"\n") and _record_error(last) is None):
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    kept = path.with_name(f"{path.name}.torn-{stamp}")
+    n = 1
+    while kept.exists():
+        n += 1
+        kept = path.with_name(f"{path.name}.torn-{stamp}-{n}")
+    with open(kept, "xb") as f:  # the removed bytes first, safe on disk, then the cut
+        f.write(last)
+        f.flush()
+        os.fsync(f.fileno())
+    with open(path, "r+b") as f:
+        f.truncate(start)
+        os.fsync(f.fileno())
+    whole = data.count(b"\n", 0, start)
+    log.warning(
+        f"{path}: its last record was cut off mid-write (a writer stopped): removed that line ({len(last)} bytes, "
+        f"kept in {kept.name}); the study continues from the {whole} whole records"
+    )
 
 
 class OptunaSweeper(Sweeper):

@@ -96,6 +96,7 @@ class AutoSeedSweeper(Sweeper):
         return first_idx + len(jobs)
 
     def sweep(self, arguments: list[str]) -> Any:
+        # here: pandas and scipy, only when a pilot's results are judged, not at Hydra's plugin scan
         from actcompare.report import verdicts as V
         from actcompare.report.load import load_sweep
         from actcompare.report.stats import summarize
