@@ -35,6 +35,12 @@ OUT_DIR = REPO / "outputs" / "benchmark"
 COMPARISON = ("relu", "sigmoid", "tanh", "leaky_relu")
 
 
+def comparison_sweep(n_runs: int, *overrides: str) -> list[str]:
+    """``python -m actcompare -m`` the default comparison over n_runs / 4 seeds, with ``overrides``."""
+    seeds = ",".join(str(s) for s in range(n_runs // len(COMPARISON)))
+    return [sys.executable, "-m", "actcompare", "-m", "activation=" + ",".join(COMPARISON), f"seed={seeds}", *overrides]
+
+
 # ---------------------------------------------------------------- the recipe, from the configs
 
 

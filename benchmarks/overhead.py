@@ -36,7 +36,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from _timing import COMPARISON, parser, run_child, scratch, session
+from _timing import comparison_sweep, parser, run_child, scratch, session
 
 # (phase, the line that ends it); None: the process's exit. The report's end line "Sweep report: " is
 # preceded by the runs' end lines; "report" starts at the last of them.
@@ -130,19 +130,13 @@ def main(argv=None) -> None:
     table = []
     with scratch("overhead", args.keep_tmp) as tmp, session("overhead", args) as (res, _, _):
         for n in sizes:
-            seeds = ",".join(str(s) for s in range(n // len(COMPARISON)))
-            cmd = [
-                sys.executable,
-                "-m",
-                "actcompare",
-                "-m",
-                "activation=" + ",".join(COMPARISON),
-                f"seed={seeds}",
+            cmd = comparison_sweep(
+                n,
                 f"epochs={args.epochs}",
                 f"data.train_samples={args.train_samples}",
                 f"data.test_samples={args.test_samples}",
                 f"device={args.device}",
-            ]
+            )
             if args.batch_size:
                 cmd.append(f"batch_size={args.batch_size}")
             rounds = []

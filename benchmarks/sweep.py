@@ -21,7 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from _timing import COMPARISON, parser, run_child, scratch, session
+from _timing import COMPARISON, comparison_sweep, parser, run_child, scratch, session
 
 TUTORIAL = str(Path(__file__).with_name("tutorial_sweep.py"))
 LAUNCHERS = {
@@ -36,19 +36,14 @@ def command(variant: str, n_runs: int, folder: Path, args) -> list[str]:
     seeds = ",".join(str(s) for s in range(n_runs // len(COMPARISON)))
     if variant == "tutorial":
         return [sys.executable, TUTORIAL, args.data_root, str(args.epochs), str(args.batch_size), args.device, seeds]
-    return [
-        sys.executable,
-        "-m",
-        "actcompare",
-        "-m",
-        "activation=" + ",".join(COMPARISON),
-        f"seed={seeds}",
+    return comparison_sweep(
+        n_runs,
         f"epochs={args.epochs}",
         f"batch_size={args.batch_size}",
         f"device={args.device}",
         *LAUNCHERS[variant],
         f"hydra.sweep.dir={folder}",
-    ]
+    )
 
 
 def check(folder: Path, n_runs: int) -> str:

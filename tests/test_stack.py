@@ -70,3 +70,32 @@ def test_a_sweep_with_a_broken_torchvision_stops_in_one_line_and_leaves_no_folde
     assert lines[0].startswith("error: torch ") and "operator torchvision::nms" in lines[0], lines
     assert f"torchvision {stack.installed('torchvision')}" in lines[0] and "pip install" in lines[0]
     assert not sweep.exists(), sorted(p.name for p in sweep.rglob("*"))
+
+
+def test_two_releases_that_are_not_a_pair_are_refused_without_importing_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stack, "installed", {"torch": "2.13.0+cpu", "torchvision": "0.29.1"}.get)
+    with pytest.raises(SystemExit) as exit_:
+        stack.check_versions()
+    line = str(exit_.value.code)
+    assert line.startswith("error: torch 2.13.0+cpu and torchvision 0.29.1 are not a pair"), line
+    assert "needs torchvision 0.28.x" in line and line.endswith(
+        "torch==2.13.0 torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu"
+    )
+    monkeypatch.setattr(stack, "installed", {"torch": "2.14.1+cu130", "torchvision": "0.29.0"}.get)
+    stack.check_versions()  # one release pair (patch levels may differ): passes
+
+
+def test_only_errors_raised_by_torch_or_torchvision_module_code_count_as_the_stack(tmp_path: Path) -> None:
+    (tmp_path / "torchvision").mkdir()
+    (tmp_path / "torchvision" / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms")\n')
+    code = compile(
+        (tmp_path / "torchvision" / "__init__.py").read_text(), str(tmp_path / "torchvision" / "__init__.py"), "exec"
+    )
+    try:
+        exec(code, {})
+    except RuntimeError as err:
+        assert stack.is_stack_failure(err)
+    try:
+        raise RuntimeError("a run's own error")
+    except RuntimeError as err:
+        assert not stack.is_stack_failure(err)

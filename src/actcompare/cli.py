@@ -169,6 +169,10 @@ def guard(main: Callable[[], Any]) -> None:
             callback.crashed()
         if full_error:
             raise
+        from .stack import is_stack_failure, stack_error
+
+        if is_stack_failure(err):  # torch or torchvision failed to import: both versions and the fix
+            sys.exit(stack_error(err))
         first = next(iter(str(err).strip().splitlines()), "")
         sys.exit(f"error: {type(err).__name__}: {first} (set HYDRA_FULL_ERROR=1 for the traceback)")
     finally:
@@ -201,9 +205,9 @@ def main() -> None:
     folder; --config-dir and hydra.searchpath add the user's own.
     """
     _say_starting()  # before torch's imports (~2-3 s): a first line at once
-    from .stack import check_stack
+    from .stack import check_versions
 
-    check_stack()  # a broken torch/torchvision pair: one line, before Hydra makes any folder
+    check_versions()  # a torch/torchvision pair of two releases: one line, before Hydra makes any folder
 
     import hydra
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # ---------------------------------------------------------------- statuses (run.json "status")
@@ -186,3 +186,27 @@ def safe_label(label: str) -> str | None:
 
 # ---------------------------------------------------------------- seeds
 SEED_MAX = 2**32 - 1  # torch and numpy generators keep 32 bits of larger seeds: refuse, don't wrap
+
+
+# ---------------------------------------------------------------- identity values as labels
+
+
+def fmt_value(v: Any, digits: int = 6) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def fmt_values(values: Sequence[Any]) -> list[str]:
+    """Labels for the values of one key: 6 significant digits, or as many more as it takes to tell
+    every distinct number apart (``1e-3`` and ``1.0000001e-3`` -> ``0.001`` and ``0.0010000001``)."""
+    distinct = {json.dumps(v, default=str) for v in values}
+    for digits in range(6, 18):
+        labels = [fmt_value(v, digits) for v in values]
+        if len(set(labels)) >= len(distinct):
+            return labels
+    return [repr(v) if isinstance(v, float) else fmt_value(v) for v in values]

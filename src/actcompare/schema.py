@@ -116,7 +116,7 @@ class ReportConf:
     margin: float = field(
         default=0.3,
         metadata=doc(
-            "equivalence margin in accuracy points: a difference within ±margin counts as none (README: Verdicts)"
+            "equivalence margin in accuracy points: a difference within ±margin counts as none (docs/method.md)"
         ),
     )
     baseline: Optional[str] = field(

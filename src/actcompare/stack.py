@@ -1,5 +1,4 @@
-"""The software stack, checked before a command makes any folder: torch and torchvision must
-import, and as one build pair.
+"""The software stack: torch and torchvision must be one release pair, and must import.
 
 A torchvision built for another torch fails at import with e.g. ``RuntimeError: operator
 torchvision::nms does not exist``, which says nothing about the cause; this turns any import failure
@@ -57,11 +56,33 @@ def stack_error(err: BaseException) -> str:
     )
 
 
-def check_stack() -> None:
-    """Import torch and torchvision's MNIST reader (the sweep needs both); SystemExit with one line
-    if either fails. Costs nothing extra: every command that trains imports them anyway."""
-    try:
-        import torch  # noqa: F401
-        from torchvision.datasets import MNIST  # noqa: F401
-    except Exception as err:  # ImportError, or torchvision's RuntimeError for a torch of another build
-        raise SystemExit(stack_error(err)) from None
+def check_versions() -> None:
+    """torch and torchvision installed as one release pair, read from their metadata (milliseconds:
+    nothing is imported, so a typo is still refused at once); SystemExit with one line if not.
+    A pair of matching versions from different builds is caught where torch is first imported
+    (``is_stack_failure``), before any run trains."""
+    torch_v, vision_v = installed("torch"), installed("torchvision")
+    if torch_v is None or vision_v is None:
+        missing = "torch" if torch_v is None else "torchvision"
+        raise SystemExit(stack_error(ModuleNotFoundError(f"No module named '{missing}'")))
+    expected = matching_torchvision(torch_v.partition("+")[0])
+    if expected and vision_v.split(".")[:2] != expected.split(".")[:2]:
+        raise SystemExit(
+            f"error: torch {torch_v} and torchvision {vision_v} are not a pair (torch {torch_v.partition('+')[0]} "
+            f"needs torchvision {expected.rsplit('.', 1)[0]}.x); install a matching pair from one index: "
+            f"{fix_command(torch_v)}"
+        )
+
+
+def is_stack_failure(err: BaseException) -> bool:
+    """Whether ``err`` was raised while torch or torchvision was being imported (their module code)."""
+    if not isinstance(err, (ImportError, RuntimeError, OSError, AttributeError)):
+        return False
+    tb = err.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        parts = code.co_filename.replace("\\", "/").split("/")
+        if code.co_name == "<module>" and ("torch" in parts or "torchvision" in parts):
+            return True
+        tb = tb.tb_next
+    return False

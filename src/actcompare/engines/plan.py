@@ -3,7 +3,7 @@
 A pure function of the jobs' resolved configs (dicts), tested without Hydra or a GPU: jobs that agree
 on everything but their seed, activation, model.init and the optimizer values ``optim.per_model_keys``
 names (lr, betas, eps, weight_decay, momentum, dampening) train together; anything that changes shapes,
-data, the batch order or the optimizer class splits the group (README: "How a sweep is grouped").
+data, the batch order or the optimizer class splits the group (docs/speed.md: "What fuses").
 """
 
 from __future__ import annotations

@@ -88,27 +88,6 @@ def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
 # ---------------------------------------------------------------- identity and groups
 
 
-def fmt_value(v: Any, digits: int = 6) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
-def fmt_values(values: Sequence[Any]) -> list[str]:
-    """Labels for the values of one key: 6 significant digits, or as many more as it takes to tell
-    every distinct number apart (``1e-3`` and ``1.0000001e-3`` -> ``0.001`` and ``0.0010000001``)."""
-    distinct = {json.dumps(v, default=str) for v in values}
-    for digits in range(6, 18):
-        labels = [fmt_value(v, digits) for v in values]
-        if len(set(labels)) >= len(distinct):
-            return labels
-    return [repr(v) if isinstance(v, float) else fmt_value(v) for v in values]
-
-
 def _activation_name(record: dict) -> str:
     act = record["config"].get("activation")
     name = act.get("name") if isinstance(act, Mapping) else None
@@ -120,7 +99,7 @@ def _group_cols(records: list[dict], flats: list[dict[str, Any]]) -> tuple[list[
     keys = sorted({k for f in flats for k in f} - {"seed"})
     varied = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
     varied = [k for k in varied if not k.startswith("activation.")]  # the name stands for them (checked)
-    columns = {k: fmt_values([f.get(k) for f in flats]) for k in varied}
+    columns = {k: R.fmt_values([f.get(k) for f in flats]) for k in varied}
     values = [{k: columns[k][i] for k in varied} for i in range(len(flats))]
     # A config group chosen by name (optimizer=sgd): its name, not the keys that come with it.
     for group in sorted({g for r in records for g in (r.get("choices") or {})} - {"activation", "experiment"}):

@@ -62,6 +62,12 @@ def comparison_sentence(row: pd.Series, name: str, base: str, needed: int | None
         what = f"neither a difference nor equivalence within ±{m} points is shown" + (
             f"; about {needed} paired seeds would settle it" if needed else ""
         )
+        lo, hi = row.get("decision_low", math.nan), row.get("decision_high", math.nan)
+        if pd.notna(lo) and pd.notna(hi) and (lo > 0 or hi < 0 or (-row["margin"] < lo and hi < row["margin"])):
+            what += (
+                " (the t interval alone would decide, but the exact sign-flip test, which assumes nothing of "
+                "the differences' shape, does not reject at this level)"
+            )
     nums = (
         f"{pts(row['diff'], True)} points, {interval(row)}, paired over {n} seeds; Holm p = "
         f"{pval(row['p_diff_holm'])} (difference), {pval(row['p_equiv_holm'])} (equivalence)"

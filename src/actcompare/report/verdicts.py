@@ -45,7 +45,7 @@ from ..order import natural_key
 
 ALPHA = 0.05  # family-wise error rate over every claim of one report
 POWER = 0.80  # for the seeds needed
-DEFAULT_MARGIN = 0.003  # accuracy fraction (0.3 points): README "Verdicts and margin" says why
+DEFAULT_MARGIN = 0.003  # accuracy fraction (0.3 points): docs/method.md "The margin" says why
 EXACT_MAX = 10  # up to this many pairs the sign-flip test enumerates all 2**n sign patterns (1024)
 NO_SPREAD = 1e-9  # sd of paired differences below this (fractions; one test image is 1e-4) is a tie
 MAX_SEEDS_PLANNED = 1000  # seeds_needed says "more than this" instead of a number

@@ -288,7 +288,7 @@ def _print_summary(sweep_dir: Path) -> None:
         diff = row.get("diff")
         if not isinstance(diff, float) or math.isnan(diff):
             return "–"
-        lo, hi = row.get("diff_ci_low"), row.get("diff_ci_high")
+        lo, hi = row.get("decision_low"), row.get("decision_high")  # the interval the verdict used
         ci = f" [{100 * lo:+.2f}, {100 * hi:+.2f}]" if isinstance(lo, float) and not math.isnan(lo) else ""
         return f"{100 * diff:+.2f}{ci}"
 
@@ -298,7 +298,9 @@ def _print_summary(sweep_dir: Path) -> None:
             "runs counted": r.get("completed"),
             "test acc %": pct(r),
             "vs baseline, points": versus(r),
-            "verdict": r.get("verdict") if isinstance(r.get("verdict"), str) else "",
+            "verdict": (r["verdict"] + (" (within margin)" if r.get("within_margin") is True else ""))
+            if isinstance(r.get("verdict"), str)
+            else "",
         }
         for r in summary.to_dict("records")
     ]
