@@ -70,12 +70,13 @@ def config_error(err: BaseException) -> str:
     return f"error: {'; '.join(lines) or first}"
 
 
-def _refused() -> None:
-    """Tell the sweep callback (when a sweep is running) that it was refused: it then prints
-    nothing more and removes the folders it made."""
+def _tell_sweep(event: str) -> None:
+    """Tell the sweep callback (when a sweep is running) how the sweep ended: ``refused`` (it then
+    prints nothing more and removes the folders it made) or ``crashed`` (it removes what holds no
+    run; the runs it wrote stay and are named)."""
     callback = sys.modules.get("hydra_plugins.actcompare.callback")
     if callback is not None:
-        callback.refused()
+        getattr(callback, event)()
 
 
 def override_hint(override: str) -> str | None:
@@ -154,19 +155,17 @@ def guard(main: Callable[[], Any]) -> None:
     except SystemExit as err:  # a refusal's one line, or the sweep's own summary of unfinished runs
         _stopping()
         if err.code not in (None, 0, 130):
-            _refused()
+            _tell_sweep("refused")
         raise
     except (HydraException, OmegaConfBaseException) as err:
         _stopping()
-        _refused()
+        _tell_sweep("refused")
         if full_error:
             raise
         sys.exit(config_error(err))
     except Exception as err:
         _stopping()
-        callback = sys.modules.get("hydra_plugins.actcompare.callback")
-        if callback is not None:  # what the sweep made that holds no run is removed at exit; runs stay
-            callback.crashed()
+        _tell_sweep("crashed")
         if full_error:
             raise
         from .stack import is_stack_failure, stack_error

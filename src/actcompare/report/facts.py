@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from .. import record as run_folder
+
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # torchvision's MNIST splits
 
 
@@ -48,13 +50,8 @@ def _train_images(cfg: dict) -> int:
 def read_facts(run_paths: Sequence[str], report_paths: Sequence[str]) -> Facts:
     """The setup facts over the runs' run.json files (unreadable ones are skipped: the loader has
     already named them) and, for a single sweep folder, its task overrides (multirun.yaml)."""
-    records = []
-    for p in run_paths:
-        try:
-            records.append(json.loads((Path(p) / "run.json").read_text()))
-        except (OSError, ValueError):
-            continue
-    records = [r for r in records if isinstance(r, dict) and isinstance(r.get("config"), dict)]
+    found = (run_folder.read_or_none(Path(p) / run_folder.RUN_JSON) for p in run_paths)
+    records = [r for r in found if r is not None]
     facts = Facts()
     if records:
         cfgs = [r["config"] for r in records]

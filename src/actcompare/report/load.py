@@ -248,7 +248,13 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
         )
 
-    kept, duplicates = _records(run_dirs, name, bad)
+    readable = []  # (folder, record) of every run.json that can be read: read once, used twice below
+    for d in run_dirs:
+        try:
+            readable.append((d, run_folder.read_record(d / run_folder.RUN_JSON)))
+        except run_folder.BadRecord as err:
+            bad(err)
+    kept, duplicates = _records(readable, name)
     if not kept:
         raise nothing_left()
     activations = _check_shared_names([(name(d), r) for d, r in kept])
@@ -269,21 +275,17 @@ def load_sweep(paths: Sequence[str | os.PathLike], strict: bool = False) -> Swee
         repeated_folders=len(all_dirs) - len(run_dirs),
         selected_on=selected_on,
         activations=activations,
-        declared=declared_report(run_dirs, name),
+        declared=declared_report(readable, name),
     )
 
 
-def declared_report(run_dirs: list[Path], name: Callable[[Path], str]) -> dict[str, dict[Any, list[str]]]:
+def declared_report(readable: list[tuple[Path, dict]], name: Callable[[Path], str]) -> dict[str, dict[Any, list[str]]]:
     """report.margin (points) and report.baseline as each run's resolved config holds them:
     {"margin": {0.3: [run names]}, "baseline": {None: [...]}} (absent: the schema's defaults).
     Every readable record counts, a duplicate too (the same run in two sweeps that declared
-    different margins is still two declarations); a malformed one is named by load_sweep."""
+    different margins is still two declarations)."""
     out: dict[str, dict[Any, list[str]]] = {"margin": {}, "baseline": {}}
-    for d in run_dirs:
-        try:
-            record = run_folder.read_record(d / run_folder.RUN_JSON)
-        except run_folder.BadRecord:
-            continue
+    for d, record in readable:
         report = record["config"].get("report")
         report = report if isinstance(report, Mapping) else {}
         margin = report.get("margin", DECLARED_DEFAULTS["margin"])
@@ -298,17 +300,12 @@ DECLARED_DEFAULTS = {"margin": 0.3, "baseline": None}  # schema.ReportConf's: wh
 
 
 def _records(
-    run_dirs: list[Path], name: Callable[[Path], str], bad: Callable[[run_folder.BadRecord], None]
+    readable: list[tuple[Path, dict]], name: Callable[[Path], str]
 ) -> tuple[list[tuple[Path, dict]], list[tuple[str, str]]]:
-    """run.json of every folder, one record per identity (the finished and latest wins), in
-    folder order; and (dropped, kept) names of the duplicates."""
+    """One record per identity (the finished and latest wins), in folder order; and (dropped, kept)
+    names of the duplicates."""
     by_id: dict[str, list[tuple[Path, dict]]] = {}
-    for d in run_dirs:
-        try:
-            record = run_folder.read_record(d / run_folder.RUN_JSON)
-        except run_folder.BadRecord as err:
-            bad(err)
-            continue
+    for d, record in readable:
         by_id.setdefault(R.run_id(record["config"]), []).append((d, record))
     duplicates: list[tuple[str, str]] = []
     kept: list[tuple[Path, dict]] = []

@@ -13,16 +13,15 @@ from datetime import datetime
 
 import pandas as pd
 
+from ..order import natural_rank, natural_sorted
 from . import verdicts as V
 from .facts import Facts, binomial_se, more_seeds_command
 from .load import COUNTED, NOT_LEARNING, NOT_LEARNING_ACC, Sweep
-from .stats import natural_key
 from .story import bottom_line, interval, label, pts, speed_note, within_margin
 
-# Where each figure goes: the ones that decide come right after the bottom line, the training
-# curves after the tables, the rest (they decide nothing) in the appendix.
+# The figures that decide come right after the bottom line, in this order; build.py marks each
+# figure's kind ("decision", "curves" after the tables, "appendix": those that decide nothing).
 DECISION_FIGURES = ("forest.png", "test_accuracy.png", "diff_curves.png")
-CURVE_FIGURES = ("train_loss.png", "test_loss.png")
 
 
 def pval(p: float) -> str:
@@ -268,20 +267,6 @@ def limits(sweep: Sweep, summary: pd.DataFrame, facts: Facts) -> list[str]:
     return [*out, ""]
 
 
-def _figure_entries(figures: Sequence[tuple]) -> list[tuple[str, str, str, bool]]:
-    """(title, file, kind, has_pdf) for every figure; a (title, file) pair gets its kind from its name."""
-    out = []
-    for f in figures:
-        title, file = f[0], f[1]
-        if len(f) >= 4:
-            kind, has_pdf = f[2], bool(f[3])
-        else:
-            curves = file in CURVE_FIGURES or file.startswith("accuracy_vs_")
-            kind, has_pdf = ("decision" if file in DECISION_FIGURES else "curves" if curves else "appendix"), True
-        out.append((title, file, kind, has_pdf))
-    return out
-
-
 def _figures(entries: Sequence[tuple[str, str, str, bool]], kind: str, level: str = "###") -> list[str]:
     lines: list[str] = []
     chosen = [e for e in entries if e[2] == kind]
@@ -295,11 +280,7 @@ def _figures(entries: Sequence[tuple[str, str, str, bool]], kind: str, level: st
 
 def group_values(summary: pd.DataFrame, group_cols: Sequence[str]) -> dict[str, list[str]]:
     """Every swept key's values over the groups, in natural order (for the commands a report prints)."""
-    values = {}
-    for k in group_cols:
-        u = pd.Series(summary[k].astype(str).unique())
-        values[k] = list(u[natural_key(u).sort_values(kind="stable").index])
-    return values
+    return {k: natural_sorted(summary[k].astype(str)) for k in group_cols}
 
 
 def _headline(
@@ -328,13 +309,13 @@ def render(
     paths: Sequence[str],
     summary: pd.DataFrame,
     best: pd.DataFrame | None,
-    figures: Sequence[tuple],
+    figures: Sequence[tuple[str, str, str, bool]],
     facts: Facts | None = None,
     all_pairs: bool = False,
 ) -> str:
     facts = facts or Facts()
     runs = sweep.runs
-    entries = _figure_entries(figures)
+    entries = list(figures)  # (title, file, kind, has_pdf), from build.py
     baseline = summary.attrs.get("baseline", "") if len(summary) else ""
     lines = [
         "# Activation comparison on MNIST",
@@ -423,7 +404,7 @@ def _left_out(runs: pd.DataFrame) -> list[str]:
     if not len(bad):
         return []
     lines = ["## Runs not in the statistics", ""]
-    for r in bad.sort_values("run", key=natural_key).itertuples():
+    for r in bad.sort_values("run", key=natural_rank).itertuples():
         text = f"- `{r.run}`: **{r.outcome}**"
         if r.outcome == "diverged" and pd.notna(r.diverged_epoch):
             text += f" in epoch {int(r.diverged_epoch)}"

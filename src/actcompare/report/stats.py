@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..order import natural_rank
 from . import verdicts as V
@@ -64,7 +63,7 @@ def ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     n = len(v)
     if n < 2:
         return (math.nan, math.nan)
-    half = stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)
+    half = float(V.t_half_width(v.std(ddof=1), n, 0.95))
     return (max(v.mean() - half, 0.0), min(v.mean() + half, 1.0))
 
 
@@ -309,15 +308,10 @@ def summarize(
     return summary
 
 
-def natural_key(col: pd.Series) -> pd.Series:
-    """A pandas sort key in the project's natural order (:mod:`actcompare.order`): "2" before "16"."""
-    return natural_rank(col)
-
-
 def _sort(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     own = summary["baseline"] == summary.index.to_series()
     tmp = summary.assign(
-        **{f"__{k}": natural_key(summary[k]) for k in keys},
+        **{f"__{k}": natural_rank(summary[k]) for k in keys},
         __own=~own,
         __verdict=summary.get("verdict", pd.Series(index=summary.index, dtype=object))
         .map(VERDICT_ORDER)
@@ -402,15 +396,6 @@ def best_settings(
 BAND_LEVEL = 0.95  # of the per-epoch difference bands (unadjusted; a verdict's own interval is in comparisons)
 
 
-def t_half_width(sd: Any, n: Any, level: float = BAND_LEVEL) -> Any:
-    """Half-width of the Student t interval of a mean: t(0.5 + level / 2, n - 1) * sd / sqrt(n)
-    (arrays or Series alike; NaN below 2 values)."""
-    n = np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half = stats.t.ppf(0.5 + level / 2, n - 1) * np.asarray(sd, dtype=float) / np.sqrt(n)
-    return np.where(n >= 2, half, np.nan)
-
-
 def paired_seed_diffs(sweep: Sweep, group: str, baseline: str, column: str = "final_test_acc") -> pd.Series:
     """{seed: value(group) - value(baseline)} over the seeds both groups completed (``finals``), in
     natural seed order: the pairs a comparison is made of (never a seed against a mean)."""
@@ -437,7 +422,7 @@ def paired_epoch_diffs(
     d = (a.loc[epochs, shared] - b.loc[epochs, shared]).astype(float)
     n = d.notna().sum(axis=1)
     mean = d.mean(axis=1)
-    half = pd.Series(t_half_width(d.std(axis=1, ddof=1), n, level), index=d.index)
+    half = pd.Series(V.t_half_width(d.std(axis=1, ddof=1), n, level), index=d.index)
     return pd.DataFrame({"n": n, "diff": mean, "ci_low": mean - half, "ci_high": mean + half})
 
 

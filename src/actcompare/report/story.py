@@ -39,11 +39,8 @@ def _names(names: Sequence[str], bold: bool = False) -> str:
 
 
 def interval(row: pd.Series) -> str:
-    """The interval a verdict used, e.g. '90 % interval [-0.12, +0.08]'; the unadjusted CI when the
-    comparisons carry no decision interval."""
+    """The interval a verdict used, e.g. '90 % interval [-0.12, +0.08]' (verdicts.decision_intervals)."""
     lo, hi, level = (row.get(k, math.nan) for k in ("decision_low", "decision_high", "decision_level"))
-    if pd.isna(lo) or pd.isna(hi):
-        lo, hi, level = row.get("diff_ci_low", math.nan), row.get("diff_ci_high", math.nan), 0.95
     if pd.isna(lo) or pd.isna(hi):
         return "no interval (the paired differences do not vary)" if row.get("n_pairs", 0) >= 2 else "no interval"
     return f"{100 * float(level):.4g} % interval [{pts(lo, True)}, {pts(hi, True)}]"

@@ -105,6 +105,16 @@ def _t_p(d: np.ndarray, popmean: float, alternative: str, spread: np.ndarray) ->
     return np.where(spread, np.nan_to_num(np.asarray(p, dtype=float), nan=1.0), 0.0)
 
 
+def t_half_width(sd: Any, n: Any, level: float | np.ndarray = 0.95) -> np.ndarray:
+    """Half-width of the two-sided Student t interval of a mean at confidence ``level``:
+    t(0.5 + level / 2, n - 1) * sd / sqrt(n), elementwise over arrays; NaN below 2 values. The one
+    t interval of the report: verdicts, group CIs and the figures' bands all use it."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.5 + np.asarray(level, dtype=float) / 2, n - 1) * np.asarray(sd, dtype=float) / np.sqrt(n)
+    return np.where(n >= 2, half, np.nan)
+
+
 def paired_tests(d: np.ndarray, margin: float, level: float = 0.95) -> dict[str, np.ndarray]:
     """The statistics of paired differences ``d`` (shape (..., n), n >= 2 along the last axis).
 
@@ -122,7 +132,7 @@ def paired_tests(d: np.ndarray, margin: float, level: float = 0.95) -> dict[str,
     diff = d.mean(axis=-1)
     sd = d.std(axis=-1, ddof=1)
     spread = sd > NO_SPREAD
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    half = t_half_width(sd, n, level)
     ci_low = np.where(spread, diff - half, np.nan)
     ci_high = np.where(spread, diff + half, np.nan)
     zero = np.all(d == 0, axis=-1)
@@ -260,9 +270,7 @@ def decision_intervals(
     level = np.where(equiv, level_equiv, level_diff)
     confidence = np.where(equiv, 1 - 2 * level_equiv, 1 - level_diff)
     ok = np.isfinite(level) & (n >= 2) & (sd > NO_SPREAD)
-    with np.errstate(invalid="ignore"):
-        q = stats.t.ppf(np.where(equiv, 1 - level_equiv, 1 - level_diff / 2), np.where(n >= 2, n - 1, 1))
-    half = q * sd / np.sqrt(np.where(n >= 2, n, 1))
+    half = t_half_width(sd, n, confidence)
     low = np.where(ok, diff - half, np.nan)
     high = np.where(ok, diff + half, np.nan)
     inside = np.where(ok, (low > -margin) & (high < margin), True)
