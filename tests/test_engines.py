@@ -66,9 +66,10 @@ def test_stacked_equals_single_on_a_partial_last_batch(tiny_cfg, tmp_path: Path)
             # (S, b, H) matmul vs (b, H) ones): at most 1.2e-7 relative here, whether or not the last
             # batch is partial (400 or 450 rows), under Adam and SGD alike. On real MNIST (9800 to
             # 10050 training rows, batch_size=100, 128x128, 2 epochs) some runs instead jump to
-            # 1e-4..1e-2, with a divisible training set as often as with a partial batch (Adam and
-            # SGD, 4 runs each at 6 sizes: above 1e-4 in 4 of 24 divisible, 5 of 24 partial runs),
-            # so the partial batch is not why. Most likely a rounding-level
+            # 1e-4..1e-2, with a divisible training set at least as often as with a partial batch
+            # (`python benchmarks/engine_drift.py [--optimizer sgd]`: Adam and SGD, 4 runs at each of
+            # 6 sizes: above 1e-4 in 4 divisible and 2 partial runs of 48), so the partial batch is
+            # not why. Most likely a rounding-level
             # difference flips a ReLU/PReLU kink (a pre-activation within ~1e-7 of 0), the step's
             # gradient changes discretely, and training carries it on. An event of the trajectory, not
             # of the partial batch; in this tiny set's 10 steps none happens, so the documented 1e-4

@@ -346,7 +346,7 @@ def _check_finite(cfg: DictConfig) -> list[str]:
     (torch.nn.Hardtanh(max_val=inf), Softplus(threshold=inf)): those keywords take inf, never nan."""
     problems = []
     for key, value in _leaves(cfg, ""):
-        if key.startswith("hydra.") or key in _POSITIVE_KEYS:
+        if key in _POSITIVE_KEYS:  # (_leaves never enters Hydra's own node)
             continue
         numbers = list(_flat(value))
         bound = key.startswith("activation.module.") and key.rpartition(".")[2] in _OPEN_BOUNDS
